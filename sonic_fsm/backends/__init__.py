@@ -1,0 +1,1 @@
+"""Backends open sessions; every session speaks the Nova Sonic event protocol."""

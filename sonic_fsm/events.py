@@ -1,0 +1,98 @@
+"""Worker events: what the session, audio, timer and operator workers tell the engine.
+
+Each is a frozen keyword-only dataclass. Workers put them on the one queue; the engine
+handles them one at a time, in arrival order, with the time they are handled at.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True, kw_only=True)
+class MicFrame:
+    """One chunk of captured 16 kHz 16-bit mono user audio; ``seq`` counts from 0."""
+
+    seq: int
+    pcm: bytes
+
+
+@dataclass(frozen=True, kw_only=True)
+class MicEnded:
+    """The audio source has no more frames."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class SessionReady:
+    """The session's stream accepted its opening events (sessionStart, promptStart, system)."""
+
+    session_id: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class SessionOutput:
+    """One parsed output event of a session (see :mod:`sonic_fsm.protocol`)."""
+
+    session_id: str
+    event: Any
+
+
+@dataclass(frozen=True, kw_only=True)
+class SessionSent:
+    """The adapter has sent the engine's audio to a session up to and including ``seq``."""
+
+    session_id: str
+    seq: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class SessionFailed:
+    """A session's stream raised, or its opening failed or timed out."""
+
+    session_id: str
+    code: str
+    message: str
+    retryable: bool = True
+
+
+@dataclass(frozen=True, kw_only=True)
+class SessionClosed:
+    """A session's output stream ended (after our close, or unexpectedly)."""
+
+    session_id: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class Tick:
+    """Time passed; the engine checks its deadlines."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class PlaybackDone:
+    """The speaker finished playing everything queued for this content."""
+
+    session_id: str
+    content_id: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class Operator:
+    """A command from the operator: ``force_handoff``, ``mute``, ``unmute``, ``stop``."""
+
+    command: str
+    args: dict[str, Any] = field(default_factory=dict)
+
+
+WorkerEvent = (
+    MicFrame
+    | MicEnded
+    | SessionReady
+    | SessionOutput
+    | SessionSent
+    | SessionFailed
+    | SessionClosed
+    | Tick
+    | PlaybackDone
+    | Operator
+)

@@ -1,0 +1,268 @@
+"""Settings: one typed tree, loaded from TOML, validated, overridable as ``--set KEY=VALUE``.
+
+The seed's names and defaults are kept (``transition_threshold_seconds`` and friends sit at the
+top level); what the seed lacked lives in small sections. Every problem is reported as one
+:class:`SettingsError` line that names the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+class SettingsError(ValueError):
+    """A bad setting: the message is one line naming the key and the problem."""
+
+
+@dataclass
+class SessionLogging:
+    log_transitions: bool = True
+    log_barge_in_events: bool = True
+    log_audio_events: bool = False
+
+
+@dataclass
+class History:
+    max_text_input_bytes: int = 1024
+    max_total_bytes: int = 40960
+    max_messages: int = 40
+
+
+@dataclass
+class Audio:
+    input_sample_rate: int = 16000
+    output_sample_rate: int = 24000
+    chunk_frames: int = 1024
+    input_device: str = ""
+    output_device: str = ""
+    half_duplex: bool = False
+    half_duplex_margin_db: float = 12.0
+
+
+@dataclass
+class Backend:
+    kind: str = "emulator"
+    region: str = "us-east-1"
+    model_id: str = "amazon.nova-sonic-v1:0"
+    voice_id: str = "matthew"
+    system_prompt: str = (
+        "You are a friendly assistant. The user and you will engage in a spoken dialog "
+        "exchanging the transcripts of a natural real-time conversation. Keep your "
+        "responses short, generally two or three sentences for chatty scenarios."
+    )
+    endpoint_uri: str = ""
+    profile: str = ""
+    max_tokens: int = 1024
+    top_p: float = 0.9
+    temperature: float = 0.7
+    endpointing_sensitivity: str = ""
+    open_timeout_seconds: float = 10.0
+    close_timeout_seconds: float = 5.0
+    max_retries: int = 5
+    retry_base_seconds: float = 0.5
+    retry_max_seconds: float = 8.0
+
+
+@dataclass
+class Emulator:
+    silence_timeout_seconds: float = 175.0
+    end_of_speech_ms: int = 500
+    speed: float = 4.0
+    first_audio_delay_ms: int = 150
+
+
+@dataclass
+class Settings:
+    transition_threshold_seconds: float = 360.0
+    audio_buffer_duration_seconds: float = 10.0
+    audio_start_timeout_seconds: float = 100.0
+    next_session_ready_timeout_seconds: float = 30.0
+    enable_session_recording: bool = False
+    recording_output_dir: str = "./session_recordings"
+    session_limit_seconds: float = 480.0
+    hard_deadline_margin_seconds: float = 20.0
+    session_logging: SessionLogging = field(default_factory=SessionLogging)
+    history: History = field(default_factory=History)
+    audio: Audio = field(default_factory=Audio)
+    backend: Backend = field(default_factory=Backend)
+    emulator: Emulator = field(default_factory=Emulator)
+
+    @property
+    def hard_deadline_seconds(self) -> float:
+        """Session age at which a hand-off is forced, turn boundary or not."""
+        return self.session_limit_seconds - self.hard_deadline_margin_seconds
+
+    @property
+    def buffer_cap_bytes(self) -> int:
+        """The transition buffer's cap: its duration of 16-bit mono input audio."""
+        return int(self.audio_buffer_duration_seconds * self.audio.input_sample_rate) * 2
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _is_section(tp: Any) -> bool:
+    return isinstance(tp, type) and dataclasses.is_dataclass(tp)
+
+
+def _coerce(key: str, tp: Any, value: Any) -> Any:
+    """Check ``value`` against the declared type; ints are accepted where floats are."""
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if tp is bool:
+        ok = isinstance(value, bool)
+    elif tp is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    else:
+        ok = isinstance(value, tp)
+    if not ok:
+        raise SettingsError(
+            f"setting {key}: expected {tp.__name__}, got {type(value).__name__} {value!r}"
+        )
+    return value
+
+
+def _apply(obj: Any, data: dict[str, Any], prefix: str) -> None:
+    hints = _hints(type(obj))
+    for name, value in data.items():
+        key = f"{prefix}{name}"
+        if name not in hints:
+            raise SettingsError(f"setting {key}: unknown key")
+        tp = hints[name]
+        if _is_section(tp):
+            if not isinstance(value, dict):
+                raise SettingsError(f"setting {key}: expected a [{key}] table")
+            _apply(getattr(obj, name), value, f"{key}.")
+        else:
+            setattr(obj, name, _coerce(key, tp, value))
+
+
+def all_keys(cls: type = Settings, prefix: str = "") -> list[str]:
+    """Every dotted key of the settings tree, in declaration order."""
+    keys: list[str] = []
+    for name, tp in _hints(cls).items():
+        if _is_section(tp):
+            keys.extend(all_keys(tp, f"{prefix}{name}."))
+        else:
+            keys.append(f"{prefix}{name}")
+    return keys
+
+
+def resolve_key(key: str) -> str:
+    """A dotted key as given, or the one key whose last part is this bare name."""
+    keys = all_keys()
+    if key in keys:
+        return key
+    matches = [k for k in keys if k.rsplit(".", 1)[-1] == key]
+    if len(matches) == 1:
+        return matches[0]
+    if matches:
+        raise SettingsError(f"setting {key}: ambiguous, say one of {', '.join(matches)}")
+    raise SettingsError(f"setting {key}: unknown key")
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """``KEY=VALUE`` with VALUE read as a TOML value (a bare word is taken as a string)."""
+    if "=" not in text:
+        raise SettingsError(f"--set {text}: expected KEY=VALUE")
+    key, raw = (part.strip() for part in text.split("=", 1))
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw
+    return resolve_key(key), value
+
+
+def _nest(key: str, value: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    node = out
+    parts = key.split(".")
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+    node[parts[-1]] = value
+    return out
+
+
+def validate(s: Settings) -> Settings:
+    """Reject impossible combinations, one line each."""
+    positive = {
+        "transition_threshold_seconds": s.transition_threshold_seconds,
+        "audio_buffer_duration_seconds": s.audio_buffer_duration_seconds,
+        "audio_start_timeout_seconds": s.audio_start_timeout_seconds,
+        "next_session_ready_timeout_seconds": s.next_session_ready_timeout_seconds,
+        "session_limit_seconds": s.session_limit_seconds,
+        "audio.chunk_frames": s.audio.chunk_frames,
+        "history.max_text_input_bytes": s.history.max_text_input_bytes,
+        "history.max_total_bytes": s.history.max_total_bytes,
+        "history.max_messages": s.history.max_messages,
+        "emulator.speed": s.emulator.speed,
+        "backend.open_timeout_seconds": s.backend.open_timeout_seconds,
+    }
+    for key, value in positive.items():
+        if value <= 0:
+            raise SettingsError(f"setting {key}: must be positive, got {value}")
+    if s.hard_deadline_margin_seconds < 0:
+        raise SettingsError("setting hard_deadline_margin_seconds: must not be negative")
+    if s.transition_threshold_seconds >= s.session_limit_seconds:
+        raise SettingsError(
+            "setting transition_threshold_seconds: must be below session_limit_seconds "
+            f"({s.transition_threshold_seconds} >= {s.session_limit_seconds})"
+        )
+    if s.hard_deadline_seconds <= s.transition_threshold_seconds:
+        raise SettingsError(
+            "setting hard_deadline_margin_seconds: the hard deadline (limit minus margin, "
+            f"{s.hard_deadline_seconds} s) must come after the threshold"
+        )
+    if s.audio.input_sample_rate != 16000:
+        raise SettingsError("setting audio.input_sample_rate: Nova Sonic takes 16000 Hz input")
+    if s.audio.output_sample_rate not in (8000, 16000, 24000):
+        raise SettingsError("setting audio.output_sample_rate: must be 8000, 16000 or 24000")
+    if s.backend.kind not in ("emulator", "bedrock"):
+        raise SettingsError(
+            f"setting backend.kind: must be 'emulator' or 'bedrock', got {s.backend.kind!r}"
+        )
+    if s.backend.endpointing_sensitivity not in ("", "HIGH", "MEDIUM", "LOW"):
+        raise SettingsError("setting backend.endpointing_sensitivity: HIGH, MEDIUM, LOW or empty")
+    if s.backend.max_retries < 0:
+        raise SettingsError("setting backend.max_retries: must not be negative")
+    return s
+
+
+def load(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Settings:
+    """Defaults, then the TOML file (when given), then each ``KEY=VALUE`` override."""
+    s = Settings()
+    if path is not None:
+        p = Path(path)
+        try:
+            data = tomllib.loads(p.read_text())
+        except FileNotFoundError:
+            raise SettingsError(f"settings file {p}: not found") from None
+        except tomllib.TOMLDecodeError as e:
+            raise SettingsError(f"settings file {p}: not valid TOML ({e})") from None
+        _apply(s, data, "")
+    for text in overrides:
+        key, value = parse_override(text)
+        _apply(s, _nest(key, value), "")
+    return validate(s)
+
+
+def as_dict(s: Settings) -> dict[str, Any]:
+    return dataclasses.asdict(s)
+
+
+def replace(s: Settings, **changes: Any) -> Settings:
+    """A copy with top-level or dotted (``"backend.kind"``) keys changed, validated."""
+    out = load(None, ())
+    _apply(out, as_dict(s), "")
+    for key, value in changes.items():
+        _apply(out, _nest(key.replace("__", "."), value), "")
+    return validate(out)
+
+
+__all__ = ["Settings", "SettingsError", "all_keys", "load", "parse_override", "replace"]

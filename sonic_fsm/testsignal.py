@@ -1,0 +1,171 @@
+"""The test signal: utterances and answers marked with DTMF key sequences.
+
+Utterance N is the keys ``*``, the digits of N, ``#`` (16 kHz). Its answer (24 kHz) starts
+with ``A``, N, ``#`` and ends with ``B``, N, ``#``, with 1 to 4 s of voice-like sound between.
+Each key is a standard DTMF tone pair of 80 ms at about -10 dBFS, 40 ms of silence between
+keys. :class:`DtmfDecoder` recognises keys exactly in a stream of PCM; :func:`parse_marks`
+turns keys into marks (``("*", 17, start, end)``) that the emulator and the scorer use.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+ROWS = (697.0, 770.0, 852.0, 941.0)
+COLS = (1209.0, 1336.0, 1477.0, 1633.0)
+KEYPAD = ("123A", "456B", "789C", "*0#D")
+KEY_FREQS = {
+    key: (ROWS[r], COLS[c]) for r, line in enumerate(KEYPAD) for c, key in enumerate(line)
+}
+TONE_S = 0.080
+GAP_S = 0.040
+TONE_AMPLITUDE = 0.16  # each of the two tones; together about -10 dBFS at their peaks
+
+
+def _pcm(samples: np.ndarray) -> bytes:
+    return (np.clip(samples, -1.0, 1.0) * 32767).astype("<i2").tobytes()
+
+
+def tones(keys: str, rate: int) -> np.ndarray:
+    """Float samples of ``keys`` as DTMF, each tone followed by its gap."""
+    n_tone, n_gap = int(TONE_S * rate), int(GAP_S * rate)
+    t = np.arange(n_tone) / rate
+    parts = []
+    for key in keys:
+        lo, hi = KEY_FREQS[key]
+        parts.append(TONE_AMPLITUDE * (np.sin(2 * np.pi * lo * t) + np.sin(2 * np.pi * hi * t)))
+        parts.append(np.zeros(n_gap))
+    return np.concatenate(parts) if parts else np.zeros(0)
+
+
+def utterance(n: int, rate: int = 16000) -> bytes:
+    """PCM of utterance ``n``: ``*``, its digits, ``#``."""
+    return _pcm(tones(f"*{n}#", rate))
+
+
+def voice_like(seconds: float, rate: int, seed: int) -> np.ndarray:
+    """Syllable-shaped harmonic sound with a gliding pitch: heard as speech, never as DTMF."""
+    rng = np.random.default_rng(seed)
+    n = int(seconds * rate)
+    t = np.arange(n) / rate
+    f0 = 120 + 30 * np.sin(2 * np.pi * 0.7 * t + rng.uniform(0, 6))
+    phase = 2 * np.pi * np.cumsum(f0) / rate
+    wave = sum(np.sin(k * phase) / k for k in range(1, 12))
+    syllables = 0.5 * (1 - np.cos(2 * np.pi * 4.0 * t))
+    noise = 0.05 * rng.standard_normal(n)
+    return 0.12 * (wave * syllables + noise)
+
+
+def answer_seconds(n: int) -> float:
+    """The voice part's length of the answer to utterance ``n``: 1 to 4 s, fixed per ``n``."""
+    return 1.0 + (n * 7 % 31) / 10.0
+
+
+def answer(n: int, rate: int = 24000) -> bytes:
+    """PCM of the answer to utterance ``n``: ``A n #``, voice, ``B n #``."""
+    gap = np.zeros(int(0.1 * rate))
+    body = voice_like(answer_seconds(n), rate, seed=n)
+    return _pcm(np.concatenate([tones(f"A{n}#", rate), gap, body, gap, tones(f"B{n}#", rate)]))
+
+
+@dataclass(frozen=True, slots=True)
+class Key:
+    key: str
+    start: int  # sample index where the tone was first seen
+    end: int  # sample index just after the tone
+
+
+class DtmfDecoder:
+    """Streaming DTMF key detector over 10 ms blocks (Goertzel-style dot products)."""
+
+    def __init__(self, rate: int) -> None:
+        self.rate = rate
+        self.block = rate // 100
+        t = np.arange(self.block) / rate
+        freqs = ROWS + COLS
+        self._basis = np.exp(-2j * np.pi * np.outer(freqs, t))
+        self._pending = np.zeros(0)
+        self._pos = 0  # sample index of the start of _pending
+        self._run_key: str | None = None
+        self._run_len = 0
+        self._run_start = 0
+
+    def feed(self, pcm: bytes) -> list[Key]:
+        samples = np.frombuffer(pcm, dtype="<i2").astype(np.float64) / 32768.0
+        data = np.concatenate([self._pending, samples]) if self._pending.size else samples
+        n_blocks = data.size // self.block
+        keys: list[Key] = []
+        if n_blocks:
+            blocks = data[: n_blocks * self.block].reshape(n_blocks, self.block)
+            detected = self._classify(blocks)
+            for i, key in enumerate(detected):
+                keys.extend(self._step(key, self._pos + i * self.block))
+        used = n_blocks * self.block
+        self._pending = data[used:].copy()
+        self._pos += used
+        return keys
+
+    def _classify(self, blocks: np.ndarray) -> list[str | None]:
+        power = np.abs(blocks @ self._basis.T) ** 2  # (n_blocks, 8)
+        energy = (blocks**2).sum(axis=1) * self.block / 2
+        out: list[str | None] = []
+        for p, e in zip(power, energy, strict=True):
+            if e < (0.02**2) * self.block * self.block / 2:
+                out.append(None)
+                continue
+            r = int(np.argmax(p[:4]))
+            c = int(np.argmax(p[4:]))
+            share = (p[r] + p[4 + c]) / e
+            out.append(KEYPAD[r][c] if share > 0.55 else None)
+        return out
+
+    def _step(self, key: str | None, at: int) -> list[Key]:
+        if key == self._run_key:
+            self._run_len += 1
+            return []
+        done = []
+        if self._run_key is not None and self._run_len >= 4:
+            done.append(Key(self._run_key, self._run_start, at))
+        self._run_key, self._run_len, self._run_start = key, 1, at
+        return done
+
+
+@dataclass(frozen=True, slots=True)
+class Mark:
+    """A decoded key sequence: ``kind`` is ``*`` (utterance), ``A`` or ``B`` (answer ends)."""
+
+    kind: str
+    number: int
+    start: int
+    end: int
+
+
+class MarkParser:
+    """Turns a stream of keys into marks; keys outside a well-formed sequence are dropped."""
+
+    def __init__(self) -> None:
+        self._kind: str | None = None
+        self._digits = ""
+        self._start = 0
+
+    def feed(self, keys: list[Key]) -> list[Mark]:
+        marks = []
+        for k in keys:
+            if k.key in "*AB":
+                self._kind, self._digits, self._start = k.key, "", k.start
+            elif k.key.isdigit() and self._kind is not None:
+                self._digits += k.key
+            elif k.key == "#" and self._kind is not None and self._digits:
+                marks.append(Mark(self._kind, int(self._digits), self._start, k.end))
+                self._kind = None
+            else:
+                self._kind = None
+        return marks
+
+
+def decode_marks(pcm: bytes, rate: int) -> list[Mark]:
+    """Every mark in a whole recording."""
+    decoder, parser = DtmfDecoder(rate), MarkParser()
+    return parser.feed(decoder.feed(pcm) + decoder.feed(b"\x00\x00" * decoder.block * 2))
