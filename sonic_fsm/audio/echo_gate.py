@@ -1,0 +1,62 @@
+"""Half duplex: keep the model from hearing itself through open speakers.
+
+While the assistant is speaking (and for a short hold after, the room's echo tail), a
+microphone chunk is replaced by silence of the same length unless it is clearly louder than
+what the speaker is playing: ``margin_db`` above the loudest playback level of the last
+``hold_seconds``. A person talking close to the microphone clears that bar (barge-in still
+works); the speaker's own sound arriving through the air does not. Frames are replaced, never
+dropped, so the stream stays continuous and the engine's frame accounting is untouched.
+
+Pure: the caller passes ``now``, whether the assistant is speaking and the playback level.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+
+import numpy as np
+
+
+def level_db(pcm: bytes | bytearray | memoryview) -> float:
+    """RMS level of 16-bit PCM in dBFS (-96 for silence)."""
+    samples = np.frombuffer(pcm, dtype="<i2")
+    if samples.size == 0:
+        return -96.0
+    rms = math.sqrt(float(np.mean(samples.astype(np.float64) ** 2))) / 32768.0
+    return max(-96.0, 20 * math.log10(rms)) if rms > 0 else -96.0
+
+
+class EchoGate:
+    def __init__(self, *, margin_db: float = 12.0, hold_seconds: float = 0.3) -> None:
+        self.margin_db = margin_db
+        self.hold_seconds = hold_seconds
+        self.gated_chunks = 0
+        self.passed_chunks = 0
+        self._levels: deque[tuple[float, float]] = deque()  # (when, playback level dB)
+        self._speaking_until = float("-inf")
+
+    def reference_db(self, now: float) -> float:
+        """The loudest playback level heard within the hold window (-96 when none)."""
+        while self._levels and self._levels[0][0] < now - self.hold_seconds:
+            self._levels.popleft()
+        return max((db for _, db in self._levels), default=-96.0)
+
+    def is_closed(self, now: float) -> bool:
+        """Whether the assistant counts as speaking at ``now`` (its hold included)."""
+        return now <= self._speaking_until
+
+    def process(self, pcm: bytes, now: float, *, speaking: bool, playback_db: float) -> bytes:
+        """The chunk to send: ``pcm`` itself, or silence of its length while the gate is shut."""
+        if speaking:
+            self._speaking_until = now + self.hold_seconds
+            self._levels.append((now, playback_db))
+        if not self.is_closed(now):
+            self._levels.clear()
+            self.passed_chunks += 1
+            return pcm
+        if level_db(pcm) >= self.reference_db(now) + self.margin_db:
+            self.passed_chunks += 1
+            return pcm
+        self.gated_chunks += 1
+        return bytes(len(pcm))
