@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -136,7 +137,7 @@ def test_stream_is_continuous_silence_between_lines() -> None:
 
     times, chunks = run_virtual(main)
     period = CHUNK / RATE
-    steps = {round(b - a, 9) for a, b in zip(times, times[1:], strict=False)}
+    steps = {round(b - a, 9) for a, b in itertools.pairwise(times)}
     assert steps == {round(period, 9)}  # one chunk per period, no gaps, no bursts
     assert all(len(c) == 2 * CHUNK for c in chunks)
     assert chunks[0] == bytes(2 * CHUNK)  # lead-in silence
