@@ -1,0 +1,350 @@
+"""The dashboard: what it draws (snapshots), what its keys send (Pilot), that it coalesces.
+
+Fixed snapshots (``tui.sample``) make the screen deterministic; a fake source records the
+operator commands. No audio device, no network.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import tomllib
+from collections.abc import Callable, Coroutine
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+from textual.worker import WorkerState
+
+from sonic_fsm import machine, settings
+from sonic_fsm.errors import SessionError
+from sonic_fsm.events import Operator
+from sonic_fsm.snapshot import TranscriptLine
+from tui import sample
+from tui.app import DEMO_OVERRIDES, DIAGRAM_FILE, Dashboard, StartupErrorApp
+from tui.present import Edge, edges, exits, new_log_lines, settings_toml, visible_transcript
+from tui.screens import ErrorScreen, HelpScreen, SettingsScreen
+from tui.widgets import StateStrip, Transcript
+
+SIZE = (120, 40)
+
+
+def sync(test: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., None]:
+    """Run an async test in a fresh event loop (the project has no asyncio pytest plugin)."""
+
+    @functools.wraps(test)
+    def run(*args: Any, **kwargs: Any) -> None:
+        asyncio.run(test(*args, **kwargs))
+
+    return run
+
+
+def commands(source: sample.FixedSource) -> list[str]:
+    return [e.command for e in source.submitted]
+
+
+def screen_text(app: Dashboard) -> str:
+    return "\n".join(strip.text for strip in app.screen._compositor.render_strips())
+
+
+# -- the pure rules ------------------------------------------------------------------------
+
+
+def test_edges_expand_lists_wildcards_and_internal_transitions() -> None:
+    table = [
+        {"trigger": "go", "source": ["A", "B"], "dest": "C"},
+        {"trigger": "poke", "source": "C", "dest": None},
+        {"trigger": "stop", "source": "*", "dest": "D"},
+    ]
+    got = edges(table, ["A", "B", "C", "D"])
+    assert Edge(trigger="go", source="B", dest="C") in got
+    assert Edge(trigger="poke", source="C", dest="C") in got
+    assert [e.source for e in got if e.trigger == "stop"] == ["A", "B", "C", "D"]
+    assert exits(got, "C") == {"C": ["poke"], "D": ["stop"]}
+
+
+def test_strip_is_drawn_from_the_machine_table() -> None:
+    strip = StateStrip()
+    assert strip.states == [s.name for s in machine.State]
+    pairs = {(e.source, e.dest) for e in strip.edges}
+    for row in machine.TRANSITIONS:
+        if row["dest"] is None:
+            continue
+        sources = row["source"] if isinstance(row["source"], list) else [row["source"]]
+        for source in sources:
+            assert (source.name, row["dest"].name) in pairs
+
+
+def test_final_text_replaces_speculative_in_order_and_interruptions_replace_nothing() -> None:
+    def a(text: str, final: bool = True, interrupted: bool = False) -> TranscriptLine:
+        return TranscriptLine(
+            kind="assistant", session_id="s1", text=text, final=final, interrupted=interrupted
+        )
+
+    user = TranscriptLine(kind="user", session_id="s1", text="hi")
+    lines = [user, a("one", False), a("two", False), a("One.")]
+    assert [x.text for x in visible_transcript(lines)] == ["hi", "two", "One."]
+    lines.append(a("Two."))
+    assert [x.text for x in visible_transcript(lines)] == ["hi", "One.", "Two."]
+    cut = [user, a("three", False), a("(interrupted)", interrupted=True)]
+    assert [x.text for x in visible_transcript(cut)] == ["hi", "three", "(interrupted)"]
+    # a new session starts a new turn: its speculative text is not replaced by s1's final
+    other = replace(a("four", False), session_id="s2")
+    hand = TranscriptLine(kind="handoff", session_id="s2", text="s1 -> s2")
+    shown = visible_transcript([a("Five."), hand, other])
+    assert [x.text for x in shown] == ["Five.", "s1 -> s2", "four"]
+
+
+def test_log_appends_only_new_lines_even_from_a_rolling_window() -> None:
+    assert new_log_lines((), ("a", "b")) == (True, ["a", "b"])
+    assert new_log_lines(("a", "b"), ("a", "b", "c")) == (True, ["c"])
+    assert new_log_lines(("a", "b", "c"), ("b", "c", "d", "e")) == (True, ["d", "e"])
+    assert new_log_lines(("a", "b"), ("x", "y")) == (False, ["x", "y"])
+
+
+def test_settings_text_is_toml_that_loads_back_to_the_same_settings() -> None:
+    s = settings.load(None, DEMO_OVERRIDES)
+    text = settings_toml(settings.as_dict(s))
+    assert tomllib.loads(text) == settings.as_dict(s)
+
+
+def test_demo_profile_hands_off_within_a_minute() -> None:
+    s = settings.load(None, DEMO_OVERRIDES)
+    assert s.backend.kind == "emulator"
+    assert s.session_limit_seconds == 60
+    assert s.transition_threshold_seconds == 30
+    assert s.transition_threshold_seconds < s.hard_deadline_seconds < s.session_limit_seconds
+
+
+# -- snapshots of the main screen ----------------------------------------------------------
+
+
+def test_snapshot_normal(snap_compare) -> None:
+    app = Dashboard(sample.FixedSource(sample.normal()), poll_seconds=None)
+    assert snap_compare(app, terminal_size=SIZE)
+
+
+def test_snapshot_buffering(snap_compare) -> None:
+    app = Dashboard(sample.FixedSource(sample.buffering()), poll_seconds=None)
+    assert snap_compare(app, terminal_size=SIZE)
+
+
+@sync
+async def test_buffering_screen_shows_every_panel() -> None:
+    app = Dashboard(sample.FixedSource(sample.buffering()), poll_seconds=None)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        text = screen_text(app)
+    for expected in (
+        "state machine",
+        "on assistant_audio_started",
+        "35.8 s of 60 s",
+        "1.59 s of 10 s",
+        "s3       next",
+        "hand-off s1 → s2",
+        "interrupted by the user",
+        "Answer to utterance 4. …",
+        "67.412 [TRANSITION] MONITORING ->",
+        "99.7 %",
+        "184 ms",
+    ):
+        assert expected in text, expected
+
+
+# -- keys -----------------------------------------------------------------------------------
+
+
+@sync
+async def test_keys_send_operator_commands_and_quit_without_an_engine() -> None:
+    source = sample.FixedSource(sample.normal())
+    app = Dashboard(source, poll_seconds=0.01)
+    async with app.run_test(size=SIZE) as pilot:
+        for key in ("h", "m", "m", "r", "r"):
+            await pilot.press(key)
+            await pilot.pause(0.03)  # let the poll pick up muted/recording
+        assert commands(source) == [
+            "force_handoff",
+            "mute",
+            "unmute",
+            "recording_on",
+            "recording_off",
+        ]
+        await pilot.press("q")
+        await pilot.pause()
+    assert app.return_code == 0
+
+
+@sync
+async def test_mute_shows_in_the_title_and_the_metrics() -> None:
+    source = sample.FixedSource(sample.normal())
+    app = Dashboard(source, poll_seconds=0.01)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("m")
+        await pilot.pause(0.05)
+        assert app.sub_title == "NORMAL · muted"
+        assert "mic           muted" in screen_text(app)
+
+
+class RunningSource(sample.FixedSource):
+    """A source with an engine: ``run`` ends when ``stop`` arrives (or never, if stubborn)."""
+
+    def __init__(self, *, stubborn: bool = False, fail: Exception | None = None) -> None:
+        super().__init__(sample.normal())
+        self.stubborn = stubborn
+        self.fail = fail
+        self.stopped = asyncio.Event()
+        self.finished = False
+
+    def submit(self, event: Operator) -> None:
+        super().submit(event)
+        if event.command == "stop" and not self.stubborn:
+            self.stopped.set()
+
+    async def run(self) -> None:
+        if self.fail is not None:
+            raise self.fail
+        await self.stopped.wait()
+        self.current = replace(self.current, state="STOPPED")
+        self.finished = True
+
+
+@sync
+async def test_quit_stops_the_engine_and_waits_for_it() -> None:
+    source = RunningSource()
+    app = Dashboard(source, poll_seconds=None)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("q")
+        await pilot.pause(0.1)
+    assert commands(source) == ["stop"]
+    assert source.finished
+    assert app.return_code == 0
+
+
+@sync
+async def test_quit_gives_up_on_an_engine_that_does_not_stop() -> None:
+    source = RunningSource(stubborn=True)
+    app = Dashboard(source, poll_seconds=None, stop_timeout_seconds=0.1)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("q")
+        await pilot.pause(0.3)
+        assert app.engine is not None and app.engine.state == WorkerState.CANCELLED
+    assert commands(source) == ["stop"]
+    assert not source.finished
+
+
+@sync
+async def test_an_engine_error_is_a_message_not_a_traceback() -> None:
+    source = RunningSource(fail=SessionError("AccessDeniedException", "no model access"))
+    app = Dashboard(source, poll_seconds=None)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause(0.1)
+        assert isinstance(app.screen, ErrorScreen)
+        assert "AccessDeniedException: no model access" in screen_text(app)
+        await pilot.press("q")
+        await pilot.pause(0.1)
+    assert app.return_code == 1
+
+
+@sync
+async def test_startup_error_screen_names_the_problem() -> None:
+    problem = settings.SettingsError("setting backend.kind: must be 'emulator' or 'bedrock'")
+    app = StartupErrorApp(str(problem))
+    async with app.run_test(size=(100, 24)) as pilot:
+        await pilot.pause()
+        assert "setting backend.kind: must be 'emulator' or 'bedrock'" in screen_text(app)
+        await pilot.press("q")
+    assert app.return_code == 2
+
+
+@sync
+async def test_help_settings_and_diagram_keys(tmp_path: Path) -> None:
+    s = settings.load(None, DEMO_OVERRIDES)
+    app = Dashboard(sample.FixedSource(sample.normal(), s), poll_seconds=None, export_dir=tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("question_mark")
+        await pilot.pause()
+        assert isinstance(app.screen, HelpScreen)
+        help_text = screen_text(app)
+        assert "force_handoff" not in help_text  # it lists keys, not commands
+        for key, description in (("h", "Hand off"), ("q", "Quit"), ("?", "Help")):
+            assert f"{key:<6}{description}" in help_text
+        await pilot.press("escape")
+        await pilot.press("s")
+        await pilot.pause()
+        assert isinstance(app.screen, SettingsScreen)
+        assert tomllib.loads(app.screen.toml_text)["session_limit_seconds"] == 60
+        await pilot.press("escape")
+        await pilot.press("d")
+        await pilot.pause()
+    written = (tmp_path / DIAGRAM_FILE).read_text()
+    assert "```mermaid" in written and "BUFFERING" in written
+
+
+# -- coalescing -----------------------------------------------------------------------------
+
+
+class BurstySource(sample.FixedSource):
+    """Each ``bump`` is one engine event that changes the snapshot."""
+
+    def __init__(self) -> None:
+        super().__init__(sample.normal())
+        self.events = 0
+        self.snapshot_calls = 0
+
+    def bump(self, n: int) -> None:
+        for _ in range(n):
+            self.events += 1
+            self.current = replace(self.current, now=float(self.events))
+
+    def snapshot(self):
+        self.snapshot_calls += 1
+        return self.current
+
+
+@sync
+async def test_a_burst_of_changes_between_polls_is_rendered_once() -> None:
+    source = BurstySource()
+    app = Dashboard(source, poll_seconds=None)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        first = app.renders
+        for _ in range(5):
+            source.bump(1000)
+            assert app.poll() is True
+            await pilot.pause()
+        assert app.renders == first + 5
+        assert app.poll() is False  # nothing changed: nothing is pushed
+        assert app.renders == first + 5
+        assert app.snapshot is not None and app.snapshot.now == 5000.0
+
+
+@sync
+async def test_the_timer_polls_and_never_renders_more_often_than_it_polls() -> None:
+    source = BurstySource()
+    app = Dashboard(source, poll_seconds=0.02)
+    async with app.run_test(size=SIZE) as pilot:
+        for _ in range(10):
+            source.bump(1000)
+            await asyncio.sleep(0.01)
+        await pilot.pause(0.05)
+    assert source.events == 10_000
+    assert app.polls == source.snapshot_calls
+    assert 2 <= app.renders <= app.polls
+    assert app.renders < 100  # 10,000 changes, a handful of renders
+
+
+@sync
+async def test_transcript_keeps_only_the_tail(monkeypatch: pytest.MonkeyPatch) -> None:
+    lines = tuple(
+        TranscriptLine(kind="user" if i % 2 else "assistant", session_id="s1", text=f"line {i}")
+        for i in range(50)
+    )
+    source = sample.FixedSource(replace(sample.normal(), transcript=lines))
+    app = Dashboard(source, poll_seconds=None)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        widget = app.query_one(Transcript)
+        widget.keep = 10
+        rendered = widget.text_for(lines).plain
+    assert "line 49" in rendered and "line 40" in rendered and "line 39" not in rendered

@@ -1,0 +1,307 @@
+"""The dashboard: a view of one running conversation, and the operator's keys.
+
+The app owns one reactive, ``snapshot``, and binds it into every panel. It polls the
+source about ten times a second and sets the reactive only when the snapshot changed, so
+the engine never waits for the screen and a burst of engine events costs one repaint.
+It takes any source with ``snapshot()`` and ``submit(event)`` (and, optionally, an
+``async run()`` that it runs as a worker): the real conversation, or a fixed one in tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import sys
+import traceback
+from pathlib import Path
+from typing import Any, ClassVar, Protocol
+
+from textual.app import App, ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical
+from textual.reactive import reactive
+from textual.widget import Widget
+from textual.widgets import Footer, Header
+from textual.worker import Worker, WorkerCancelled, WorkerFailed, WorkerState
+
+from sonic_fsm import settings as settings_mod
+from sonic_fsm.audio.base import AudioDeviceError
+from sonic_fsm.credentials import CredentialsError
+from sonic_fsm.errors import SessionError
+from sonic_fsm.events import Operator
+from sonic_fsm.settings import Settings, SettingsError
+from sonic_fsm.snapshot import Snapshot
+from tui.present import settings_toml, state_name
+from tui.screens import ErrorScreen, HelpScreen, SettingsScreen
+from tui.widgets import (
+    AgeGauge,
+    BufferGauge,
+    MetricsPanel,
+    SessionsTable,
+    StateStrip,
+    Transcript,
+    TransitionLog,
+)
+
+DEMO_OVERRIDES = [
+    "backend.kind=emulator",
+    "session_limit_seconds=60",
+    "transition_threshold_seconds=30",
+    "hard_deadline_margin_seconds=8",
+    "audio_start_timeout_seconds=10",
+    "next_session_ready_timeout_seconds=10",
+]
+"""The demo profile (``make run`` without a settings file): a full hand-off within a minute.
+
+The threshold at 30 s prepares a hand-off at the next turn boundary; if the assistant does
+not start speaking within 10 s it goes anyway; the hard deadline (60 − 8 = 52 s) forces it.
+"""
+
+POLL_SECONDS = 0.1
+DIAGRAM_FILE = "sonic-fsm-diagram.md"
+
+
+class Source(Protocol):
+    """What the dashboard needs from a conversation (``run`` is optional)."""
+
+    def snapshot(self) -> Snapshot: ...
+
+    def submit(self, event: Operator) -> object: ...
+
+
+class Dashboard(App[int]):
+    """State strip, gauges, sessions, metrics, transcript and log of one conversation."""
+
+    CSS_PATH = "app.tcss"
+    TITLE = "sonic-fsm"
+    ENABLE_COMMAND_PALETTE = False
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("h", "handoff", "Hand off"),
+        Binding("m", "mute", "Mute"),
+        Binding("r", "recording", "Record"),
+        Binding("d", "diagram", "Diagram"),
+        Binding("s", "settings", "Settings"),
+        Binding("question_mark", "help", "Help", key_display="?"),
+        Binding("q", "quit", "Quit"),
+    ]
+
+    snapshot: reactive[Snapshot | None] = reactive(None)
+    """The latest snapshot shown; every panel is bound to it."""
+
+    def __init__(
+        self,
+        source: Source,
+        *,
+        settings: Settings | None = None,
+        poll_seconds: float | None = POLL_SECONDS,
+        export_dir: Path | None = None,
+        stop_timeout_seconds: float | None = None,
+    ) -> None:
+        super().__init__()
+        self.source = source
+        self.settings = settings if settings is not None else getattr(source, "settings", None)
+        self.poll_seconds = poll_seconds
+        self.export_dir = export_dir
+        if stop_timeout_seconds is None:
+            close = self.settings.backend.close_timeout_seconds if self.settings else 5.0
+            stop_timeout_seconds = close + 2.0
+        self.stop_timeout_seconds = stop_timeout_seconds
+        self.polls = 0
+        """How many times the source was asked for a snapshot."""
+        self.renders = 0
+        """How many of those snapshots were new and pushed into the panels."""
+        self.engine: Worker[Any] | None = None
+        self.engine_error: BaseException | None = None
+        self.stopping = False
+
+    def compose(self) -> ComposeResult:
+        yield Header(icon="◆")
+        yield _titled(StateStrip(id="strip"), "state machine").data_bind(Dashboard.snapshot)
+        with Horizontal(id="gauges"):
+            yield _titled(AgeGauge(id="age"), "session age").data_bind(Dashboard.snapshot)
+            yield _titled(BufferGauge(id="buffer"), "transition buffer").data_bind(
+                Dashboard.snapshot
+            )
+        with Horizontal(id="middle"):
+            yield _titled(SessionsTable(id="sessions"), "sessions").data_bind(Dashboard.snapshot)
+            yield _titled(MetricsPanel(id="metrics"), "metrics").data_bind(Dashboard.snapshot)
+        with Horizontal(id="bottom"):
+            yield _titled(Transcript(id="transcript"), "transcript").data_bind(Dashboard.snapshot)
+            with Vertical(id="log-column"):
+                yield _titled(TransitionLog(id="log"), "transition log").data_bind(
+                    Dashboard.snapshot
+                )
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.poll()
+        if self.poll_seconds:
+            self.set_interval(self.poll_seconds, self.poll, name="poll")
+        run = getattr(self.source, "run", None)
+        if callable(run):
+            self.engine = self.run_worker(
+                run(), name="engine", group="engine", exclusive=True, exit_on_error=False
+            )
+
+    def poll(self) -> bool:
+        """Take the latest snapshot; push it into the panels only if it changed."""
+        self.polls += 1
+        snap = self.source.snapshot()
+        if snap is self.snapshot or snap == self.snapshot:
+            return False
+        self.snapshot = snap
+        self.renders += 1
+        return True
+
+    def watch_snapshot(self, snap: Snapshot | None) -> None:
+        if snap is None:
+            return
+        flags = [state_name(snap.state)]
+        if snap.muted:
+            flags.append("muted")
+        if snap.recording:
+            flags.append("● rec")
+        self.sub_title = " · ".join(flags)
+
+    # -- the engine worker ------------------------------------------------------------
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        if event.worker.group != "engine":
+            return
+        if event.state == WorkerState.ERROR:
+            self.engine_error = event.worker.error
+            if not self.stopping:
+                message = describe_error(event.worker.error)
+                self.push_screen(ErrorScreen("the conversation stopped", message))
+        elif event.state == WorkerState.SUCCESS and not self.stopping:
+            self.notify("The conversation ended.", title="engine")
+        if event.worker.is_finished:
+            self.poll()
+
+    # -- operator keys ----------------------------------------------------------------
+
+    async def submit(self, command: str) -> None:
+        result = self.source.submit(Operator(command=command))
+        if inspect.isawaitable(result):
+            await result
+
+    async def action_handoff(self) -> None:
+        await self.submit("force_handoff")
+        self.notify("Hand-off requested.", timeout=2)
+
+    async def action_mute(self) -> None:
+        muted = bool(self.snapshot and self.snapshot.muted)
+        await self.submit("unmute" if muted else "mute")
+
+    async def action_recording(self) -> None:
+        recording = bool(self.snapshot and self.snapshot.recording)
+        await self.submit("recording_off" if recording else "recording_on")
+
+    def action_diagram(self) -> None:
+        # Imported here: rendering the diagram is only needed on this key.
+        from sonic_fsm import diagram
+
+        target = (self.export_dir or Path.cwd()) / DIAGRAM_FILE
+        try:
+            target.write_text(diagram.render())
+        except OSError as e:
+            self.notify(f"Could not write {target}: {e.strerror}", severity="error")
+            return
+        self.notify(f"Diagram written to {target}", title="diagram")
+
+    def action_settings(self) -> None:
+        if self.settings is None:
+            self.notify("No settings to show.", severity="warning")
+            return
+        self.push_screen(SettingsScreen(settings_toml(settings_mod.as_dict(self.settings))))
+
+    def action_help(self) -> None:
+        keys = [
+            (b.key_display or b.key, b.description) for b in self.BINDINGS if isinstance(b, Binding)
+        ]
+        self.push_screen(HelpScreen(keys))
+
+    async def action_quit(self) -> None:
+        """Ask the engine to stop, give it time to close its sessions, then leave."""
+        if self.stopping:
+            return
+        self.stopping = True
+        if self.engine is None:
+            self.exit(0)
+            return
+        await self.submit("stop")
+        self.run_worker(self._stop_engine(), name="shutdown", group="shutdown", exclusive=True)
+
+    async def _stop_engine(self) -> None:
+        engine = self.engine
+        assert engine is not None
+        if not engine.is_finished:
+            self.notify("Closing the sessions…", timeout=self.stop_timeout_seconds)
+            try:
+                await asyncio.wait_for(engine.wait(), self.stop_timeout_seconds)
+            except TimeoutError:
+                engine.cancel()
+            except (WorkerFailed, WorkerCancelled):
+                pass
+        code = 1 if self.engine_error is not None else 0
+        self.exit(code, return_code=code)
+
+
+def _titled(widget: Widget, title: str) -> Widget:
+    widget.border_title = title
+    return widget
+
+
+STARTUP_ERRORS = (SettingsError, AudioDeviceError, CredentialsError, SessionError, OSError)
+"""What a user can cause and fix (bad settings, no device, no credentials, a refused port)."""
+
+
+def describe_error(error: BaseException | None) -> str:
+    """One plain line: the message of errors the user can fix, the type of anything else."""
+    if error is None:
+        return "unknown error"
+    if isinstance(error, STARTUP_ERRORS):
+        return str(error) or type(error).__name__
+    return f"{type(error).__name__}: {error}"
+
+
+class StartupErrorApp(App[int]):
+    """Shown instead of the dashboard when the conversation cannot even be built."""
+
+    CSS_PATH = "app.tcss"
+    TITLE = "sonic-fsm"
+    ENABLE_COMMAND_PALETTE = False
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("q", "quit", "Quit"),
+        Binding("escape", "quit", "Quit", show=False),
+    ]
+
+    def __init__(self, message: str) -> None:
+        super().__init__()
+        self.message = message
+
+    def compose(self) -> ComposeResult:
+        yield Header(icon="◆")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.push_screen(ErrorScreen("sonic-fsm could not start", self.message, can_dismiss=False))
+
+    async def action_quit(self) -> None:
+        self.exit(2, return_code=2)
+
+
+def main(settings: Settings, mic: Any = None, speaker: Any = None) -> int:
+    """Run the dashboard on a conversation built from ``settings``; returns the exit code."""
+    from sonic_fsm.runner import build_conversation
+
+    try:
+        conversation = build_conversation(settings, mic=mic, speaker=speaker)
+    except Exception as e:
+        StartupErrorApp(describe_error(e)).run()
+        if not isinstance(e, STARTUP_ERRORS):
+            traceback.print_exception(e, file=sys.stderr)
+        return 2
+    app = Dashboard(conversation, settings=settings)
+    app.run()
+    return app.return_code or 0

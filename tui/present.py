@@ -1,0 +1,153 @@
+"""Pure helpers that turn engine data into what the panels show (no Textual here).
+
+Kept apart from the widgets so the rules (which transcript lines a FINAL replaces, which
+log lines are new, what the strip's arrows are) are tested without a screen.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+from sonic_fsm.snapshot import TranscriptLine
+
+INPUT_BYTES_PER_SECOND = 32_000
+"""16 kHz 16-bit mono: what one second of buffered user audio weighs."""
+
+
+def state_name(state: Any) -> str:
+    """``State.NORMAL``, ``"NORMAL"``, ``"State.NORMAL"`` and ``"normal"`` all give ``NORMAL``."""
+    if isinstance(state, Enum):
+        return state.name
+    return str(state).rsplit(".", 1)[-1].upper()
+
+
+@dataclass(frozen=True, kw_only=True)
+class Edge:
+    trigger: str
+    source: str
+    dest: str
+
+
+def edges(transitions: Iterable[Mapping[str, Any]], states: Sequence[str]) -> list[Edge]:
+    """Every (trigger, source, dest) the ``transitions`` table allows, wildcards expanded.
+
+    Sources may be one state, a list of states or ``"*"``; a dest of ``None`` (an internal
+    transition) or ``"="`` (reflexive) means the source itself.
+    """
+    out: list[Edge] = []
+    for row in transitions:
+        sources = row["source"]
+        if sources == "*":
+            sources = list(states)
+        elif isinstance(sources, str | Enum):
+            sources = [sources]
+        for source in sources:
+            src = state_name(source)
+            dest = row.get("dest")
+            dst = src if dest is None or dest == "=" else state_name(dest)
+            out.append(Edge(trigger=str(row["trigger"]), source=src, dest=dst))
+    return out
+
+
+def exits(all_edges: Sequence[Edge], state: str) -> dict[str, list[str]]:
+    """The ways out of ``state``: each dest with its triggers, in table order, no repeats.
+
+    A dest equal to ``state`` is an internal transition (callbacks run, the state stays).
+    """
+    out: dict[str, list[str]] = {}
+    for edge in all_edges:
+        if edge.source == state:
+            triggers = out.setdefault(edge.dest, [])
+            if edge.trigger not in triggers:
+                triggers.append(edge.trigger)
+    return out
+
+
+def visible_transcript(lines: Sequence[TranscriptLine]) -> list[TranscriptLine]:
+    """The lines to show: in each turn, the k-th FINAL text replaces the k-th SPECULATIVE one.
+
+    A turn is a run of lines of one kind from one session. Nova Sonic sends each content
+    block's SPECULATIVE text before its audio and the FINAL text after, in the same order;
+    the engine replaces a speculative line in place when the final text is identical, and
+    this catches the rest. Speculative text without its final yet stays (shown as such);
+    an interruption marker is not a final and replaces nothing.
+    """
+    shown: list[TranscriptLine] = []
+    turn: list[TranscriptLine] = []
+
+    def close_turn() -> None:
+        finals = sum(1 for line in turn if line.final and not line.interrupted)
+        for line in turn:
+            if not line.final and finals > 0:
+                finals -= 1
+                continue
+            shown.append(line)
+        turn.clear()
+
+    for line in lines:
+        if turn and (line.kind != turn[-1].kind or line.session_id != turn[-1].session_id):
+            close_turn()
+        if line.kind == "handoff":
+            shown.append(line)
+        else:
+            turn.append(line)
+    close_turn()
+    return shown
+
+
+def new_log_lines(shown: Sequence[str], latest: Sequence[str]) -> tuple[bool, list[str]]:
+    """What to do to a log showing ``shown`` so that it ends like ``latest``.
+
+    Returns ``(append, lines)``: append ``lines`` when ``latest`` continues what is shown
+    (the engine may keep only a rolling window, so the start of ``shown`` may have dropped
+    out), else clear and write ``lines``.
+    """
+    if not shown:
+        return True, list(latest)
+    for overlap in range(min(len(shown), len(latest)), 0, -1):
+        if tuple(shown[-overlap:]) == tuple(latest[:overlap]):
+            return True, list(latest[overlap:])
+    return False, list(latest)
+
+
+def human_bytes(n: float) -> str:
+    """1234 -> ``1.2 kB``: short enough for a table cell."""
+    for unit in ("B", "kB", "MB"):
+        if abs(n) < 1000 or unit == "MB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} MB"  # pragma: no cover - the loop always returns
+
+
+def bar_cells(width: int, fraction: float) -> int:
+    """How many of ``width`` cells a bar filled to ``fraction`` (clamped to 0..1) covers."""
+    fraction = min(max(fraction, 0.0), 1.0)
+    return round(width * fraction)
+
+
+def settings_toml(data: Mapping[str, Any]) -> str:
+    """The settings tree as TOML text: top-level keys first, then one ``[section]`` each."""
+    lines: list[str] = []
+    sections: list[tuple[str, Mapping[str, Any]]] = []
+    for key, value in data.items():
+        if isinstance(value, Mapping):
+            sections.append((key, value))
+        else:
+            lines.append(f"{key} = {_toml_value(value)}")
+    for name, table in sections:
+        lines.append("")
+        lines.append(f"[{name}]")
+        lines.extend(f"{key} = {_toml_value(value)}" for key, value in table.items())
+    return "\n".join(lines) + "\n"
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    text = str(value).replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{text}"'

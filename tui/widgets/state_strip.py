@@ -1,0 +1,101 @@
+"""The state machine as a strip, drawn from ``sonic_fsm.machine`` (never hand-drawn).
+
+The states come from the ``State`` enum in declaration order; an arrow joins two
+neighbours only when the ``TRANSITIONS`` table has that edge. Under the strip: the last
+transition with its trigger, and the ways out of the active state the table allows.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from rich.style import Style
+from rich.text import Text
+from textual.reactive import reactive
+from textual.widget import Widget
+
+from sonic_fsm import machine
+from sonic_fsm.snapshot import Snapshot
+from tui.present import Edge, edges, exits, state_name
+
+NBSP = "\u00a0"
+_ACTIVE = Style(reverse=True, bold=True)
+
+
+class StateStrip(Widget):
+    """Every state of the machine, the active one highlighted."""
+
+    COMPONENT_CLASSES: ClassVar[set[str]] = {
+        "state-strip--inactive",
+        "state-strip--arrow",
+        "state-strip--label",
+        "state-strip--normal",
+        "state-strip--monitoring",
+        "state-strip--buffering",
+        "state-strip--handoff",
+        "state-strip--promoted",
+        "state-strip--recovering",
+        "state-strip--stopped",
+    }
+
+    snapshot: reactive[Snapshot | None] = reactive(None)
+    """The latest snapshot; the parent pushes it in."""
+
+    def __init__(self, *, name: str | None = None, id: str | None = None) -> None:
+        super().__init__(name=name, id=id)
+        self.states: list[str] = [state_name(s) for s in machine.State]
+        self.edges: list[Edge] = edges(machine.TRANSITIONS, self.states)
+        self._pairs = {(e.source, e.dest) for e in self.edges}
+
+    def state_style(self, state: str) -> str:
+        key = f"state-strip--{state.lower()}"
+        return key if key in self.COMPONENT_CLASSES else "state-strip--label"
+
+    def render(self) -> Text:
+        snap = self.snapshot
+        active = state_name(snap.state) if snap else ""
+        text = Text(no_wrap=False, overflow="fold")
+        inactive = self.get_component_rich_style("state-strip--inactive")
+        arrow = self.get_component_rich_style("state-strip--arrow")
+        label = self.get_component_rich_style("state-strip--label")
+        wide = sum(len(s) + 2 for s in self.states) + 3 * (len(self.states) - 1)
+        gap = 3 if wide <= self.content_size.width else 1
+        for i, state in enumerate(self.states):
+            if i:
+                joined = (self.states[i - 1], state) in self._pairs
+                text.append("→".center(gap) if joined else " " * gap, style=arrow)
+            chip = f"{NBSP}{state}{NBSP}"
+            if state == active:
+                style = self.get_component_rich_style(self.state_style(state))
+                text.append(chip, style=style + _ACTIVE)
+            else:
+                text.append(chip, style=inactive)
+        text.append("\n")
+        if snap is None:
+            text.append("waiting for the engine…", style=label)
+            return text
+        last = snap.last_transition
+        if last is None:
+            text.append(f"in {active} since the start", style=label)
+        else:
+            src, dst = state_name(last.source), state_name(last.dest)
+            text.append("last ", style=label)
+            text.append(src, style=self.get_component_rich_style(self.state_style(src)))
+            text.append(" → ", style=arrow)
+            text.append(dst, style=self.get_component_rich_style(self.state_style(dst)))
+            text.append(f" on {last.trigger}", style="bold")
+            text.append(f"  {max(snap.now - last.at, 0.0):.1f} s ago", style=label)
+        ways = exits(self.edges, active)
+        if ways:
+            text.append("\n")
+            text.append(f"from {active}:", style=label)
+            for i, (dest, triggers) in enumerate(ways.items()):
+                text.append(" ·" if i else "", style=arrow)
+                if dest == active:
+                    text.append(" stays on ", style=label)
+                else:
+                    text.append(" → ", style=arrow)
+                    text.append(dest, style=self.get_component_rich_style(self.state_style(dest)))
+                    text.append(" on ", style=label)
+                text.append(", ".join(triggers))
+        return text
