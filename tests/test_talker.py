@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from sonic_fsm import testsignal
+from sonic_fsm import clock, testsignal
 from sonic_fsm.audio.talker import (
     DEFAULT_SCRIPT,
     Talker,
@@ -23,30 +23,8 @@ RATE = 16000
 CHUNK = 1024
 
 
-class VirtualLoop(asyncio.SelectorEventLoop):
-    """An event loop whose clock jumps to the next timer when nothing is ready to run."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._virtual_now = 1000.0
-
-    def time(self) -> float:
-        return self._virtual_now
-
-    def _run_once(self) -> None:  # type: ignore[override]
-        ready = self._ready  # type: ignore[attr-defined]
-        scheduled = self._scheduled  # type: ignore[attr-defined]
-        if not ready and scheduled:
-            self._virtual_now = max(self._virtual_now, scheduled[0].when())
-        super()._run_once()  # type: ignore[misc]
-
-
 def run_virtual(make: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
-    loop = VirtualLoop()
-    try:
-        return loop.run_until_complete(make())
-    finally:
-        loop.close()
+    return clock.run(make(), virtual=True)
 
 
 class FakeAssistant:
