@@ -1,0 +1,93 @@
+"""The simulated talker drives a whole conversation on the in-process emulator, recorded.
+
+Ten lines across two hand-offs (short session limit), in virtual time: every line is
+answered exactly once and whole on the speaker, and the session recordings hold every
+session's events and audio, the answers included.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import wave
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from sonic_fsm import clock, testsignal
+from sonic_fsm.audio.talker import Talker, TalkerConfig
+from sonic_fsm.audio.wav import TimelineSink
+from sonic_fsm.backends.local import LocalBackend
+from sonic_fsm.recording import SessionRecorder
+from sonic_fsm.runner import Conversation
+from sonic_fsm.settings import load
+
+LINES = 10
+
+
+def assistant_busy(conv: Conversation, sink: TimelineSink) -> bool:
+    """An answer pending or playing (what the runner should hand the talker)."""
+    engine = conv.engine
+    if engine is None:
+        return False
+    turn = any(
+        s.turn_in_progress for s in engine.sessions.values() if s.role in ("current", "closing")
+    )
+    waiting = any(u.transcript is not None and not u.answer_done for u in engine.speech.utterances)
+    return turn or waiting or sink.queued_seconds(conv.now()) > 0
+
+
+async def converse(folder: Path) -> tuple[Any, Talker, TimelineSink, SessionRecorder]:
+    settings = load(
+        None,
+        [
+            "transition_threshold_seconds=20",
+            "session_limit_seconds=40",
+            "hard_deadline_margin_seconds=5",
+        ],
+    )
+    sink = TimelineSink(None)
+    holder: dict[str, Conversation] = {}
+    talker = Talker(
+        TalkerConfig(script=tuple(f"line {i}" for i in range(LINES)), voice="tones"),
+        assistant_busy=lambda: assistant_busy(holder["conv"], sink),
+    )
+    recorder = SessionRecorder(folder, conversation="conv", secrets=["FAKE-SECRET-0123456789"])
+    conv = Conversation(settings, LocalBackend(settings), talker, sink, observer=recorder)
+    holder["conv"] = conv
+    result = await asyncio.wait_for(conv.run(), timeout=600)  # virtual seconds
+    return result, talker, sink, recorder
+
+
+def test_talker_conversation_every_line_answered_once_across_handoffs(tmp_path: Path) -> None:
+    result, talker, sink, recorder = clock.run(converse(tmp_path), virtual=True)
+    assert result.reason == "the input ended"
+    assert result.metrics["handoffs"] >= 1
+    assert [u.number for u in talker.spoken] == list(range(1, LINES + 1))
+    assert talker.unanswered == 0 and all(u.answered for u in talker.spoken)
+
+    heard = Counter(
+        (m.kind, m.number) for m in testsignal.decode_marks(bytes(sink.timeline), 24000)
+    )
+    expected = {(k, n): 1 for n in range(1, LINES + 1) for k in "AB"}
+    assert dict(heard) == expected  # each answer played once, start and end: whole
+
+    # the recordings: one set of valid files per session, the answers in the assistant WAVs
+    folder = recorder.folder
+    sessions = result.metrics["sessions"]
+    recorded_answers: Counter[tuple[str, int]] = Counter()
+    for n in range(1, sessions + 1):
+        summary = json.loads((folder / f"session_{n}_recording.json").read_text())
+        lines = [
+            json.loads(x) for x in (folder / f"session_{n}_events.jsonl").read_text().splitlines()
+        ]
+        assert lines[0]["kind"] == "opened" and lines[-1]["kind"] == "closed"
+        assert summary["counts"]["events_sent"].get("sessionStart") == 1
+        with wave.open(str(folder / f"session_{n}_user.wav"), "rb") as w:
+            assert w.getframerate() == 16000
+            assert w.getnframes() * 2 == summary["counts"]["user_audio_bytes"]
+        with wave.open(str(folder / f"session_{n}_assistant.wav"), "rb") as w:
+            assert w.getframerate() == 24000
+            pcm = w.readframes(w.getnframes())
+        recorded_answers.update((m.kind, m.number) for m in testsignal.decode_marks(pcm, 24000))
+    assert set(recorded_answers) == set(expected)
