@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
+
 import numpy as np
 import pytest
 
-from sonic_fsm.audio.echo_gate import EchoGate, level_db
+from sonic_fsm.audio.echo_gate import EchoGate, HalfDuplexSource, level_db
+from sonic_fsm.audio.null import NullSink
 
 RATE = 16000
 
@@ -67,3 +71,51 @@ def test_reference_is_the_loudest_recent_playback() -> None:
     assert gate.reference_db(1.15) == -10
     assert gate.reference_db(1.35) == -40  # the loud one has left the window
     assert gate.process(speech, 1.35, speaking=True, playback_db=-40) == speech
+
+
+class ListSource:
+    def __init__(self, chunks: list[bytes]) -> None:
+        self.chunks = chunks
+        self.closed = False
+
+    async def frames(self) -> AsyncIterator[bytes]:
+        for c in self.chunks:
+            yield c
+
+    async def aclose(self) -> None:
+        self.closed = True
+
+
+class Speaker:
+    """A sink that is playing at -20 dBFS until ``quiet`` is set."""
+
+    def __init__(self) -> None:
+        self.level_db = -20.0
+        self.quiet = False
+
+    def queued_seconds(self, now: float) -> float:
+        return 0.0 if self.quiet else 1.0
+
+
+def test_half_duplex_source_gates_echo_against_the_speaker() -> None:
+    echo, shout = tone(-30), tone(-5)
+    speaker = Speaker()
+
+    async def main() -> list[bytes]:
+        src = HalfDuplexSource(ListSource([echo, shout, echo]), speaker, margin_db=12)
+        out = [c async for c in src.frames()]
+        await src.aclose()
+        assert src.source.closed
+        return out
+
+    assert asyncio.run(main()) == [bytes(len(echo)), shout, bytes(len(echo))]
+
+
+def test_half_duplex_source_passes_everything_for_a_sink_that_makes_no_sound() -> None:
+    echo = tone(-30)
+
+    async def main() -> list[bytes]:
+        src = HalfDuplexSource(ListSource([echo, echo]), NullSink(), margin_db=12)
+        return [c async for c in src.frames()]
+
+    assert asyncio.run(main()) == [echo, echo]

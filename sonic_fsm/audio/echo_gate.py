@@ -12,8 +12,11 @@ Pure: the caller passes ``now``, whether the assistant is speaking and the playb
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections import deque
+from collections.abc import AsyncIterator
+from typing import Any
 
 import numpy as np
 
@@ -60,3 +63,32 @@ class EchoGate:
             return pcm
         self.gated_chunks += 1
         return bytes(len(pcm))
+
+
+class HalfDuplexSource:
+    """A source whose chunks pass through an :class:`EchoGate` keyed to a sink's playback.
+
+    The thin adapter for ``audio.half_duplex``: the assistant counts as speaking while the
+    sink has audio queued; the playback level is the sink's ``level_db`` when it has one (a
+    real speaker). A sink without one (a file, null) makes no sound in the room, so nothing
+    is gated.
+    """
+
+    def __init__(self, source: Any, sink: Any, *, margin_db: float = 12.0) -> None:
+        self.source = source
+        self.sink = sink
+        self.gate = EchoGate(margin_db=margin_db)
+
+    async def frames(self) -> AsyncIterator[bytes]:
+        loop = asyncio.get_running_loop()
+        async for pcm in self.source.frames():
+            level = getattr(self.sink, "level_db", None)
+            if level is None:
+                yield pcm
+                continue
+            now = loop.time()
+            speaking = self.sink.queued_seconds(now) > 0
+            yield self.gate.process(pcm, now, speaking=speaking, playback_db=level)
+
+    async def aclose(self) -> None:
+        await self.source.aclose()

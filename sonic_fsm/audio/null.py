@@ -50,7 +50,6 @@ class NullSink:
 
     def __init__(self, *, rate: int = 24000) -> None:
         self.rate = rate
-        self.level_db = -96.0  # nothing is heard: the echo gate never closes on a null sink
         self._end = 0.0  # when everything queued so far will have been played
 
     def _bytes(self, seconds: float) -> int:
