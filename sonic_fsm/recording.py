@@ -132,6 +132,8 @@ class _Session:
     sent: Counter[str] = field(default_factory=Counter)
     received: Counter[str] = field(default_factory=Counter)
     transitions: int = 0
+    text_blocks: dict[str, dict[str, Any]] = field(default_factory=dict)  # open ones
+    history_sent: list[dict[str, str]] = field(default_factory=list)  # as sent on the wire
     last_at: float = 0.0
     closed: bool = False
 
@@ -209,6 +211,7 @@ class SessionRecorder:
                 return
             name, body = _payload(event)
             s.sent[name] += 1
+            self._collect_history(s, name, body)
             pcm = self._audio(name, body)
             if pcm is not None:
                 s.user.write(pcm)
@@ -301,6 +304,17 @@ class SessionRecorder:
             s.history = history
         return s
 
+    def _collect_history(self, s: _Session, name: str, body: dict[str, Any]) -> None:
+        """Non-interactive text blocks sent: the history (and system prompt) as sent."""
+        content_name = str(body.get("contentName", ""))
+        if name == "contentStart" and body.get("type") == "TEXT" and not body.get("interactive"):
+            s.text_blocks[content_name] = {"role": str(body.get("role", "")), "parts": []}
+        elif name == "textInput" and content_name in s.text_blocks:
+            s.text_blocks[content_name]["parts"].append(str(body.get("content", "")))
+        elif name == "contentEnd" and content_name in s.text_blocks:
+            block = s.text_blocks.pop(content_name)
+            s.history_sent.append({"role": block["role"], "content": "".join(block["parts"])})
+
     def _audio(self, name: str, body: dict[str, Any]) -> bytes | None:
         if name not in _AUDIO_EVENTS:
             return None
@@ -335,9 +349,12 @@ class SessionRecorder:
         record = {
             "session": s.number,
             "session_id": s.session_id,
-            "history": s.history,
+            "history": s.history or [m for m in s.history_sent if m["role"] != "SYSTEM"],
             "metadata": {
                 **summary,
+                "system_prompt": next(
+                    (m["content"] for m in s.history_sent if m["role"] == "SYSTEM"), None
+                ),
                 "conversation": self.folder.name,
                 "opened_at": s.opened_at,
                 "closed_at": now,

@@ -83,6 +83,9 @@ def test_talker_conversation_every_line_answered_once_across_handoffs(tmp_path: 
         ]
         assert lines[0]["kind"] == "opened" and lines[-1]["kind"] == "closed"
         assert summary["counts"]["events_sent"].get("sessionStart") == 1
+        assert summary["metadata"]["system_prompt"].startswith("You are a friendly assistant")
+        if n > 1:  # a hand-off: started with the conversation so far, a USER message first
+            assert summary["history"] and summary["history"][0]["role"] == "USER"
         with wave.open(str(folder / f"session_{n}_user.wav"), "rb") as w:
             assert w.getframerate() == 16000
             assert w.getnframes() * 2 == summary["counts"]["user_audio_bytes"]
