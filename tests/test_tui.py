@@ -18,8 +18,11 @@ import pytest
 from textual.worker import WorkerState
 
 from sonic_fsm import machine, settings
+from sonic_fsm.audio.null import NullSink, NullSource
+from sonic_fsm.backends.local import LocalBackend
 from sonic_fsm.errors import SessionError
 from sonic_fsm.events import Operator
+from sonic_fsm.runner import Conversation
 from sonic_fsm.snapshot import TranscriptLine
 from tui import sample
 from tui.app import DEMO_OVERRIDES, DIAGRAM_FILE, Dashboard, StartupErrorApp
@@ -138,7 +141,7 @@ async def test_buffering_screen_shows_every_panel() -> None:
         text = screen_text(app)
     for expected in (
         "state machine",
-        "on assistant_audio_started",
+        "last MONITORING ─assistant_audio_started→ BUFFERING  1.6 s ago",
         "35.8 s of 60 s",
         "1.59 s of 10 s",
         "s3       next",
@@ -348,3 +351,99 @@ async def test_transcript_keeps_only_the_tail(monkeypatch: pytest.MonkeyPatch) -
         widget.keep = 10
         rendered = widget.text_for(lines).plain
     assert "line 49" in rendered and "line 40" in rendered and "line 39" not in rendered
+
+
+# -- the hand-off path, between two frames and on the real engine ---------------------------
+
+HANDOFF_PATH = ["BUFFERING", "HANDOFF", "PROMOTED", "NORMAL"]
+
+
+@sync
+async def test_a_handoff_between_two_frames_still_shows_its_path() -> None:
+    before = sample.normal()
+    lines = (
+        "   12.100 [TRANSITION] NORMAL -> BUFFERING (force_handoff)",
+        "   12.101 [TRANSITION] BUFFERING -> HANDOFF (next_ready)",
+        "   12.103 [TRANSITION] HANDOFF -> PROMOTED (buffer_drained)",
+        "   12.103 [TRANSITION] PROMOTED -> NORMAL (old_session_done)",
+    )
+    source = sample.FixedSource(before)
+    app = Dashboard(source, poll_seconds=None)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        source.current = replace(before, now=12.5, log=before.log + lines)
+        app.poll()
+        await pilot.pause()
+        strip = app.query_one(StateStrip)
+        assert [t.dest for t in strip.trail] == HANDOFF_PATH
+        text = screen_text(app)
+        assert "NORMAL ─force_handoff→ BUFFERING ─next_ready→ HANDOFF" in text
+        # two seconds of engine time later the path has faded to the last transition
+        source.current = replace(source.current, now=20.0)
+        app.poll()
+        await pilot.pause()
+        assert "last PROMOTED ─old_session_done→ NORMAL  7.9 s ago" in screen_text(app)
+
+
+@sync
+async def test_no_snapshot_yet_renders_nothing() -> None:
+    class NotStarted(sample.FixedSource):
+        def snapshot(self):
+            return None
+
+    app = Dashboard(NotStarted(sample.normal()), poll_seconds=None)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        assert app.renders == 0
+        assert "waiting for the engine…" in screen_text(app)
+
+
+def emulator_conversation() -> Conversation:
+    """The demo profile on the in-process emulator, with a silent user."""
+    s = settings.load(None, DEMO_OVERRIDES)
+    return Conversation(
+        s,
+        LocalBackend(s),
+        NullSource(chunk_frames=s.audio.chunk_frames),
+        NullSink(),
+        finish_when_input_ends=False,
+    )
+
+
+async def wait_for(pilot: Any, condition: Callable[[], bool], seconds: float = 10.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    while not condition():
+        assert loop.time() < deadline, "timed out"
+        await pilot.pause(0.01)
+
+
+@sync
+async def test_on_the_emulator_h_moves_the_strip_through_a_handoff_and_q_closes_it() -> None:
+    conv = emulator_conversation()
+    app = Dashboard(conv, poll_seconds=0.02)
+    states: list[str] = []
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: app.snapshot is not None and app.snapshot.sessions != ())
+        assert app.snapshot is not None and app.snapshot.state == "NORMAL"
+        strip = app.query_one(StateStrip)
+        seen_before = len(strip.trail)
+        await pilot.press("h")
+        await wait_for(pilot, lambda: [t.dest for t in strip.trail[seen_before:]] == HANDOFF_PATH)
+        states = [t.dest for t in strip.trail[seen_before:]]
+        await wait_for(pilot, lambda: app.snapshot is not None and app.snapshot.state == "NORMAL")
+        roles = {v.session_id: v.role for v in app.snapshot.sessions}
+        assert roles.get("s2") == "current"
+        text = screen_text(app)
+        assert "force_handoff→ BUFFERING ─next_ready→ HANDOFF" in text
+        assert "[TRANSITION] HANDOFF -> PROMOTED" in text
+        await pilot.press("m")
+        await wait_for(pilot, lambda: app.snapshot is not None and app.snapshot.muted)
+        assert "muted" in app.sub_title
+        await pilot.press("q")
+        await wait_for(pilot, lambda: app.engine is not None and app.engine.is_finished)
+    assert states == HANDOFF_PATH
+    assert app.return_code == 0
+    assert app.engine is not None and app.engine.state == WorkerState.SUCCESS
+    assert conv.engine is not None and conv.engine.state.value == "STOPPED"
+    assert all(s._closed for s in conv.backend.sessions)  # every session closed properly

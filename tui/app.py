@@ -64,7 +64,9 @@ DIAGRAM_FILE = "sonic-fsm-diagram.md"
 class Source(Protocol):
     """What the dashboard needs from a conversation (``run`` is optional)."""
 
-    def snapshot(self) -> Snapshot: ...
+    def snapshot(self) -> Snapshot | None:
+        """The latest state of the conversation; ``None`` until it has started."""
+        ...
 
     def submit(self, event: Operator) -> object: ...
 
@@ -147,7 +149,7 @@ class Dashboard(App[int]):
         """Take the latest snapshot; push it into the panels only if it changed."""
         self.polls += 1
         snap = self.source.snapshot()
-        if snap is self.snapshot or snap == self.snapshot:
+        if snap is None or snap is self.snapshot or snap == self.snapshot:
             return False
         self.snapshot = snap
         self.renders += 1
@@ -174,7 +176,8 @@ class Dashboard(App[int]):
                 message = describe_error(event.worker.error)
                 self.push_screen(ErrorScreen("the conversation stopped", message))
         elif event.state == WorkerState.SUCCESS and not self.stopping:
-            self.notify("The conversation ended.", title="engine")
+            reason = getattr(event.worker.result, "reason", "")
+            self.notify(f"The conversation ended{': ' + reason if reason else '.'}", title="engine")
         if event.worker.is_finished:
             self.poll()
 

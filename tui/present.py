@@ -6,12 +6,19 @@ log lines are new, what the strip's arrows are) are tested without a screen.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-from sonic_fsm.snapshot import TranscriptLine
+from sonic_fsm.snapshot import Snapshot, TranscriptLine, TransitionRecord
+
+TRANSITION_LINE = re.compile(
+    r"^\s*(?P<at>\d+(?:\.\d+)?) \[TRANSITION\] "
+    r"(?P<source>\w+) -> (?P<dest>\w+) \((?P<trigger>\w+)\)"
+)
+"""The engine's log line ``33.020 [TRANSITION] BUFFERING -> HANDOFF (turn_ended)``."""
 
 INPUT_BYTES_PER_SECOND = 32_000
 """16 kHz 16-bit mono: what one second of buffered user audio weighs."""
@@ -98,7 +105,31 @@ def visible_transcript(lines: Sequence[TranscriptLine]) -> list[TranscriptLine]:
     return shown
 
 
-def new_log_lines(shown: Sequence[str], latest: Sequence[str]) -> tuple[bool, list[str]]:
+def recent_transitions(snap: Snapshot) -> tuple[TransitionRecord, ...]:
+    """The transitions the snapshot still knows about, oldest first.
+
+    A hand-off can pass through BUFFERING, HANDOFF and PROMOTED between two frames, so
+    ``last_transition`` alone would hide it. The snapshot's ``transitions`` field is used
+    when the engine fills it; otherwise the transition lines of its log are read.
+    """
+    recorded = getattr(snap, "transitions", None)
+    if recorded:
+        return tuple(recorded)
+    out = []
+    for line in snap.log:
+        m = TRANSITION_LINE.match(line)
+        if m:
+            out.append(
+                TransitionRecord(
+                    at=float(m["at"]), trigger=m["trigger"], source=m["source"], dest=m["dest"]
+                )
+            )
+    if not out and snap.last_transition is not None:
+        out.append(snap.last_transition)
+    return tuple(out)
+
+
+def new_log_lines[T](shown: Sequence[T], latest: Sequence[T]) -> tuple[bool, list[T]]:
     """What to do to a log showing ``shown`` so that it ends like ``latest``.
 
     Returns ``(append, lines)``: append ``lines`` when ``latest`` continues what is shown

@@ -2,7 +2,11 @@
 
 The states come from the ``State`` enum in declaration order; an arrow joins two
 neighbours only when the ``TRANSITIONS`` table has that edge. Under the strip: the last
-transition with its trigger, and the ways out of the active state the table allows.
+transitions with their triggers, and the ways out of the active state the table allows.
+
+A forced hand-off on the emulator passes BUFFERING, HANDOFF and PROMOTED in a few
+milliseconds, far between two frames; so every state entered in the last
+``GLOW_SECONDS`` stays lit, and the path through them is spelled out.
 """
 
 from __future__ import annotations
@@ -15,11 +19,14 @@ from textual.reactive import reactive
 from textual.widget import Widget
 
 from sonic_fsm import machine
-from sonic_fsm.snapshot import Snapshot
-from tui.present import Edge, edges, exits, state_name
+from sonic_fsm.snapshot import Snapshot, TransitionRecord
+from tui.present import Edge, edges, exits, new_log_lines, recent_transitions, state_name
 
 NBSP = "\u00a0"
 _ACTIVE = Style(reverse=True, bold=True)
+_LIT = Style(bold=True, underline=True)
+GLOW_SECONDS = 2.0
+TRAIL_KEEP = 64
 
 
 class StateStrip(Widget):
@@ -46,6 +53,24 @@ class StateStrip(Widget):
         self.states: list[str] = [state_name(s) for s in machine.State]
         self.edges: list[Edge] = edges(machine.TRANSITIONS, self.states)
         self._pairs = {(e.source, e.dest) for e in self.edges}
+        self.trail: list[TransitionRecord] = []
+        """Every transition the strip has shown, oldest first (the last ``TRAIL_KEEP``)."""
+        self._known: tuple[TransitionRecord, ...] = ()
+
+    def watch_snapshot(self, snap: Snapshot | None) -> None:
+        if snap is None:
+            return
+        known = recent_transitions(snap)
+        if known == self._known:
+            return
+        _, new = new_log_lines(self._known, known)
+        self._known = known
+        self.trail.extend(new)
+        del self.trail[:-TRAIL_KEEP]
+
+    def recent(self, now: float) -> list[TransitionRecord]:
+        """The transitions of the last ``GLOW_SECONDS`` (engine time), oldest first."""
+        return [t for t in self.trail if now - t.at <= GLOW_SECONDS]
 
     def state_style(self, state: str) -> str:
         key = f"state-strip--{state.lower()}"
@@ -60,31 +85,38 @@ class StateStrip(Widget):
         label = self.get_component_rich_style("state-strip--label")
         wide = sum(len(s) + 2 for s in self.states) + 3 * (len(self.states) - 1)
         gap = 3 if wide <= self.content_size.width else 1
+        recent = self.recent(snap.now) if snap else []
+        lit = {state_name(t.dest) for t in recent} | {state_name(t.source) for t in recent}
         for i, state in enumerate(self.states):
             if i:
                 joined = (self.states[i - 1], state) in self._pairs
                 text.append("→".center(gap) if joined else " " * gap, style=arrow)
             chip = f"{NBSP}{state}{NBSP}"
+            colour = self.get_component_rich_style(self.state_style(state))
             if state == active:
-                style = self.get_component_rich_style(self.state_style(state))
-                text.append(chip, style=style + _ACTIVE)
+                text.append(chip, style=colour + _ACTIVE)
+            elif state in lit:
+                text.append(chip, style=colour + _LIT)
             else:
                 text.append(chip, style=inactive)
         text.append("\n")
         if snap is None:
             text.append("waiting for the engine…", style=label)
             return text
-        last = snap.last_transition
-        if last is None:
+        path = recent or ([self.trail[-1]] if self.trail else [])
+        if not path:
             text.append(f"in {active} since the start", style=label)
         else:
-            src, dst = state_name(last.source), state_name(last.dest)
             text.append("last ", style=label)
-            text.append(src, style=self.get_component_rich_style(self.state_style(src)))
-            text.append(" → ", style=arrow)
-            text.append(dst, style=self.get_component_rich_style(self.state_style(dst)))
-            text.append(f" on {last.trigger}", style="bold")
-            text.append(f"  {max(snap.now - last.at, 0.0):.1f} s ago", style=label)
+            first = state_name(path[0].source)
+            text.append(first, style=self.get_component_rich_style(self.state_style(first)))
+            for t in path:
+                dst = state_name(t.dest)
+                text.append(" ─", style=arrow)
+                text.append(t.trigger, style="bold")
+                text.append("→ ", style=arrow)
+                text.append(dst, style=self.get_component_rich_style(self.state_style(dst)))
+            text.append(f"  {max(snap.now - path[-1].at, 0.0):.1f} s ago", style=label)
         ways = exits(self.edges, active)
         if ways:
             text.append("\n")
