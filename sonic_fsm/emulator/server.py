@@ -46,7 +46,8 @@ PATH_PREFIX = "/model/"
 PATH_SUFFIX = "/invoke-with-bidirectional-stream"
 EVENT_STREAM = "application/vnd.amazon.eventstream"
 MAX_CONCURRENT_STREAMS = 256
-INPUT_END_GRACE_S = 2.0  # after END_STREAM, how long the output may take to end by itself
+OUTPUT_END_TIMEOUT_S = 30.0  # after the input closed, the longest the output may take to end
+CLOSE_TIMEOUT_S = 5.0
 ERROR_END_GRACE_S = 5.0  # after an exception frame, how long we wait for END_STREAM
 
 # The output union's modeled exceptions; anything else is sent as an unmodeled error.
@@ -70,6 +71,13 @@ HTTP_STATUS = {
     "ModelStreamErrorException": 424,
     "ServiceUnavailableException": 503,
 }
+
+
+def endpoint_url(host: str, port: int) -> str:
+    """``https://host:port``; a wildcard bind is reached through loopback."""
+    if host in ("0.0.0.0", "", "::"):
+        host = "127.0.0.1"
+    return f"https://[{host}]:{port}" if ":" in host else f"https://{host}:{port}"
 
 
 def exception_member(code: str) -> str | None:
@@ -310,8 +318,7 @@ class Endpoint:
 
     @property
     def url(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"https://{host}:{self.port}"
+        return endpoint_url(self.host, self.port)
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(
@@ -446,7 +453,7 @@ class Endpoint:
                 self.stats.streams_failed += 1
             if stream.session is not None:
                 with contextlib.suppress(Exception):
-                    await asyncio.wait_for(stream.session.close(), 5.0)
+                    await asyncio.wait_for(stream.session.close(), CLOSE_TIMEOUT_S)
             conn.streams.pop(stream.id, None)
 
     async def _pump(self, stream: _Stream, session: Session) -> bool:
@@ -461,12 +468,15 @@ class Endpoint:
                 # The output ended by itself; the response still ends only after END_STREAM.
                 await asyncio.wait(_futs(inp, failure), return_when=asyncio.FIRST_COMPLETED)
             elif not failure.done():
-                # All input reached the session: let the output end by itself, then close.
-                await asyncio.wait(_futs(out, failure), timeout=INPUT_END_GRACE_S)
-                if not out.done() and not failure.done():
-                    with contextlib.suppress(Exception):
-                        await asyncio.wait_for(session.close(), 5.0)
-                    await asyncio.wait(_futs(out, failure), timeout=INPUT_END_GRACE_S)
+                # The client closed its input and all of it reached the session: close the
+                # session's input too; its output ends once what it owes has been sent.
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(session.close(), CLOSE_TIMEOUT_S)
+                await asyncio.wait(
+                    _futs(out, failure),
+                    timeout=OUTPUT_END_TIMEOUT_S,
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
             if failure.done():
                 out.cancel()
                 code, message = failure.result()

@@ -16,9 +16,14 @@ from __future__ import annotations
 import datetime
 import hashlib
 import hmac
+import json
+import os
 import re
+import secrets
+import string
 import struct
 from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import parse_qsl, quote
 
 from .eventstream import encode_headers
@@ -48,6 +53,41 @@ class AuthError(Exception):
 class Credentials:
     access_key_id: str
     secret_access_key: str
+
+
+def ensure_credentials(state_dir: Path) -> Credentials:
+    """The endpoint's one key pair, minted on first start and kept (mode 0600) in ``state_dir``.
+
+    Random rather than well known, so that an endpoint exposed with ``--allow-remote`` is
+    not open to anyone who has read this source.
+    """
+    path = state_dir / "credentials.json"
+    try:
+        data = json.loads(path.read_text())
+        return Credentials(
+            access_key_id=str(data["access_key_id"]),
+            secret_access_key=str(data["secret_access_key"]),
+        )
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    alphabet = string.ascii_uppercase + string.digits
+    creds = Credentials(
+        access_key_id="AKIALOCAL" + "".join(secrets.choice(alphabet) for _ in range(11)),
+        secret_access_key=secrets.token_urlsafe(30),
+    )
+    state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(
+            {
+                "access_key_id": creds.access_key_id,
+                "secret_access_key": creds.secret_access_key,
+            },
+            f,
+        )
+    os.replace(tmp, path)
+    return creds
 
 
 def _hmac(key: bytes, msg: str | bytes) -> bytes:

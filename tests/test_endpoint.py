@@ -1,0 +1,592 @@
+"""The local endpoint: the real AWS SDK against it, signatures, errors, flow control, load.
+
+The server runs on its own event loop in a thread (port 0); clients run on the test's loop.
+Every wait has a timeout: a broken endpoint fails a test, it never hangs it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime
+import json
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import h2.settings
+import pytest
+
+from sonic_fsm import protocol as pr
+from sonic_fsm.emulator import eventstream, serve_cli
+from sonic_fsm.emulator.server import Endpoint, EndpointThread, parse_path
+from sonic_fsm.emulator.sigv4 import (
+    AuthError,
+    ChunkVerifier,
+    Credentials,
+    ensure_credentials,
+    sign_chunk,
+    sign_request,
+    verify_request,
+)
+from sonic_fsm.emulator.tls import TlsFiles, client_context, ensure_certificates, server_context
+from sonic_fsm.emulator.wire_client import WireClient
+from sonic_fsm.errors import SessionError
+
+CREDS = Credentials(access_key_id="AKIALOCALTEST", secret_access_key="the-secret")
+REGION = "us-east-1"
+NOW = datetime.datetime(2026, 3, 4, 5, 6, 7, tzinfo=datetime.UTC)
+
+
+def run(coro: Any, timeout: float = 30.0) -> Any:
+    return asyncio.run(asyncio.wait_for(coro, timeout))
+
+
+# ---- a tiny echo session: the wire without the model ------------------------------------
+
+
+class EchoSession:
+    """Answers each input event with ``{"event": {"echo": {"of": NAME}}}``.
+
+    ``textInput`` content ``fail`` raises a ValidationException; ``big:N`` answers with an
+    event of N bytes (to exercise flow control).
+    """
+
+    def __init__(self, backend: EchoBackend) -> None:
+        self.backend = backend
+        self.q: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+
+    async def send(self, event: dict[str, Any]) -> None:
+        name = pr.event_name(event)
+        body = event["event"][name]
+        content = body.get("content", "")
+        if name == "textInput" and content == "fail":
+            raise SessionError("ValidationException", "textInput: you asked for it")
+        if name == "textInput" and content.startswith("big:"):
+            await self.q.put({"event": {"big": {"data": "x" * int(content[4:])}}})
+            return
+        await self.q.put({"event": {"echo": {"of": name}}})
+        if name == "sessionEnd":
+            await self.q.put(None)
+
+    async def receive(self) -> dict[str, Any] | None:
+        return await self.q.get()
+
+    async def close(self) -> None:
+        self.backend.closed += 1
+        await self.q.put(None)
+
+
+class EchoBackend:
+    def __init__(self) -> None:
+        self.opened = 0
+        self.closed = 0
+
+    async def open(self, session_id: str) -> EchoSession:
+        self.opened += 1
+        return EchoSession(self)
+
+    async def aclose(self) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def tls_files(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
+    return ensure_certificates(tmp_path_factory.mktemp("endpoint-state"))
+
+
+@contextlib.contextmanager
+def serving(tls_files: TlsFiles, backend: Any) -> Iterator[tuple[Endpoint, EndpointThread]]:
+    thread = EndpointThread(
+        lambda: Endpoint(backend=backend, credentials=CREDS, tls=server_context(tls_files))
+    )
+    with thread as endpoint:
+        yield endpoint, thread
+
+
+async def wire(endpoint: Endpoint, tls_files: TlsFiles, **kw: Any) -> WireClient:
+    client = WireClient(credentials=kw.pop("credentials", CREDS), region=REGION)
+    await client.connect("127.0.0.1", endpoint.port, client_context(tls_files), **kw)
+    return client
+
+
+# ---- SigV4: pure checks --------------------------------------------------------------------
+
+
+def _signed(
+    creds: Credentials = CREDS, path: str = "/model/m%3A0/invoke-with-bidirectional-stream"
+):
+    return sign_request(
+        method="POST",
+        path=path,
+        headers={"host": "127.0.0.1:1", "content-type": "application/vnd.amazon.eventstream"},
+        credentials=creds,
+        region=REGION,
+        when=NOW,
+    )
+
+
+def test_request_signature_verifies_with_the_secret() -> None:
+    headers = _signed()
+    auth = verify_request(
+        method="POST",
+        path="/model/m%3A0/invoke-with-bidirectional-stream",
+        headers=headers,
+        credentials=CREDS,
+        now=NOW,
+    )
+    assert (auth.region, auth.service) == (REGION, "bedrock")
+    assert headers["authorization"].endswith(auth.signature)
+
+
+@pytest.mark.parametrize(
+    ("change", "code"),
+    [
+        ({"secret": "wrong"}, "InvalidSignatureException"),
+        ({"key": "AKIAOTHER"}, "UnrecognizedClientException"),
+        ({"path": "/model/other/invoke-with-bidirectional-stream"}, "InvalidSignatureException"),
+        ({"header": ("content-type", "text/plain")}, "InvalidSignatureException"),
+        ({"now": NOW + datetime.timedelta(minutes=16)}, "InvalidSignatureException"),
+        ({"drop": "authorization"}, "MissingAuthenticationTokenException"),
+    ],
+)
+def test_request_signature_refusals(change: dict[str, Any], code: str) -> None:
+    creds = Credentials(
+        access_key_id=change.get("key", CREDS.access_key_id),
+        secret_access_key=change.get("secret", CREDS.secret_access_key),
+    )
+    headers = _signed(creds)
+    if "header" in change:
+        headers[change["header"][0]] = change["header"][1]
+    if "drop" in change:
+        del headers[change["drop"]]
+    with pytest.raises(AuthError) as err:
+        verify_request(
+            method="POST",
+            path=change.get("path", "/model/m%3A0/invoke-with-bidirectional-stream"),
+            headers=headers,
+            credentials=CREDS,
+            now=change.get("now", NOW),
+        )
+    assert err.value.code == code
+
+
+def _chain(
+    n: int, secret: str = CREDS.secret_access_key
+) -> tuple[str, list[tuple[bytes, bytes, bytes]]]:
+    """A request signature and ``n`` signed frames (header bytes, signature, payload)."""
+    seed = _signed()["authorization"].rsplit("Signature=", 1)[1]
+    prior, frames = seed, []
+    for i in range(n):
+        payload = eventstream.chunk_frame({"event": {"n": {"i": i}}}) if i < n - 1 else b""
+        when = NOW + datetime.timedelta(milliseconds=1234 * i)
+        _, sig = sign_chunk(
+            prior=prior, payload=payload, when=when, key_secret=secret, region=REGION
+        )
+        frame = eventstream.decode(eventstream.signed_frame(payload, when, sig))
+        frames.append((frame.header_bytes, sig, payload))
+        prior = sig.hex()
+    return seed, frames
+
+
+def _verifier(seed: str) -> ChunkVerifier:
+    from sonic_fsm.emulator.sigv4 import RequestAuth
+
+    auth = RequestAuth(access_key_id="k", region=REGION, service="bedrock", signature=seed)
+    return ChunkVerifier(auth=auth, credentials=CREDS)
+
+
+def test_chunk_chain_verifies_and_ends_with_the_empty_frame() -> None:
+    seed, frames = _chain(4)
+    v = _verifier(seed)
+    for header_bytes, sig, payload in frames:
+        v.verify(header_bytes, sig, payload)
+    assert v.finished
+    with pytest.raises(AuthError, match="after the final frame"):
+        v.verify(*frames[0])
+
+
+@pytest.mark.parametrize("attack", ["tamper", "reorder", "drop", "replay", "wrong-secret"])
+def test_chunk_chain_refuses_any_break(attack: str) -> None:
+    seed, frames = _chain(
+        4, secret="wrong" if attack == "wrong-secret" else CREDS.secret_access_key
+    )
+    if attack == "tamper":
+        h, s, p = frames[1]
+        frames[1] = (h, s, p.replace(b"bytes", b"bytez"))
+    elif attack == "reorder":
+        frames[0], frames[1] = frames[1], frames[0]
+    elif attack == "drop":
+        del frames[1]
+    elif attack == "replay":
+        frames.insert(1, frames[0])
+    v = _verifier(seed)
+    with pytest.raises(AuthError) as err:
+        for frame in frames:
+            v.verify(*frame)
+    assert err.value.code == "InvalidSignatureException"
+
+
+def test_path_parsing_accepts_encoded_ids_and_a_trailing_question_mark() -> None:
+    suffix = "/invoke-with-bidirectional-stream"
+    assert parse_path(f"/model/amazon.nova-sonic-v1%3A0{suffix}") == "amazon.nova-sonic-v1:0"
+    assert parse_path(f"/model/amazon.nova-2-sonic-v1%3A0{suffix}?") == "amazon.nova-2-sonic-v1:0"
+    assert parse_path(f"/model/a/b{suffix}") is None
+    assert parse_path("/model/x/invoke") is None
+
+
+def test_state_dir_keys_are_private_and_kept(tmp_path: Path) -> None:
+    files = ensure_certificates(tmp_path)
+    creds = ensure_credentials(tmp_path)
+    for key in (files.server_key, tmp_path / "ca-key.pem", tmp_path / "credentials.json"):
+        assert key.stat().st_mode & 0o777 == 0o600
+    ca = files.ca_cert.read_bytes()
+    assert ensure_certificates(tmp_path).ca_cert.read_bytes() == ca
+    assert ensure_credentials(tmp_path) == creds
+
+
+# ---- the real SDK --------------------------------------------------------------------------
+
+
+async def sdk_client(url: str, secret: str = CREDS.secret_access_key) -> Any:
+    """The real client, configured only through its public config (and SSL_CERT_FILE)."""
+    from aws_sdk_bedrock_runtime.client import AsyncBedrockRuntimeClient
+    from aws_sdk_bedrock_runtime.config import AsyncBedrockRuntimeConfig
+    from smithy_http.aio.crt import AWSCRTHTTPClient, AWSCRTHTTPClientConfig
+
+    config = await AsyncBedrockRuntimeConfig.resolve(
+        endpoint_uri=url,
+        region=REGION,
+        aws_access_key_id=CREDS.access_key_id,
+        aws_secret_access_key=secret,
+        transport=AWSCRTHTTPClient(client_config=AWSCRTHTTPClientConfig(force_http_2=True)),
+        config_file_path="/nonexistent/config",
+        credentials_file_path="/nonexistent/credentials",
+    )
+    return AsyncBedrockRuntimeClient(config=config)
+
+
+class SdkStream:
+    """The smallest adapter over the SDK's stream, for tests."""
+
+    def __init__(self, stream: Any) -> None:
+        self.stream = stream
+        self.receiver: Any = None
+
+    @classmethod
+    async def open(cls, client: Any, model_id: str = "amazon.nova-sonic-v1:0") -> SdkStream:
+        from aws_sdk_bedrock_runtime.models import InvokeModelWithBidirectionalStreamOperationInput
+
+        op = InvokeModelWithBidirectionalStreamOperationInput(model_id=model_id)
+        return cls(await asyncio.wait_for(client.invoke_model_with_bidirectional_stream(op), 10))
+
+    async def send(self, event: dict[str, Any]) -> None:
+        from aws_sdk_bedrock_runtime.models import (
+            BidirectionalInputPayloadPart,
+            InvokeModelWithBidirectionalStreamInputChunk,
+        )
+
+        part = BidirectionalInputPayloadPart(bytes_=json.dumps(event).encode())
+        await self.stream.input_stream.send(
+            InvokeModelWithBidirectionalStreamInputChunk(value=part)
+        )
+
+    async def receive(self) -> dict[str, Any] | None:
+        if self.receiver is None:
+            _, self.receiver = await asyncio.wait_for(self.stream.await_output(), 10)
+        chunk = await asyncio.wait_for(self.receiver.receive(), 10)
+        return None if chunk is None else json.loads(chunk.value.bytes_)
+
+    async def finish(self) -> list[dict[str, Any]]:
+        """Close the input, drain the output, close the stream (the order that works)."""
+        await self.stream.input_stream.close()
+        rest = []
+        while (event := await self.receive()) is not None:
+            rest.append(event)
+        await self.stream.close()
+        return rest
+
+
+@pytest.fixture
+def trust(tls_files: TlsFiles, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SSL_CERT_FILE", str(tls_files.ca_cert))
+    for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_BEDROCK_RUNTIME"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def test_sdk_talks_to_the_endpoint_echo(tls_files: TlsFiles, trust: None) -> None:
+    backend = EchoBackend()
+
+    async def go(url: str) -> list[dict[str, Any]]:
+        s = await SdkStream.open(await sdk_client(url))
+        await s.send(pr.session_start())
+        got = [await s.receive()]
+        await s.send(pr.session_end())
+        return got + await s.finish()
+
+    with serving(tls_files, backend) as (endpoint, thread):
+        got = run(go(endpoint.url))
+        stats = thread.call(lambda: endpoint.stats)
+    assert got == [
+        {"event": {"echo": {"of": "sessionStart"}}},
+        {"event": {"echo": {"of": "sessionEnd"}}},
+    ]
+    assert (stats.streams_completed, stats.auth_refused) == (1, 0)
+    assert stats.frames_in == 3  # two events and the signed empty frame
+
+
+def test_sdk_wrong_secret_is_refused(tls_files: TlsFiles, trust: None) -> None:
+    from smithy_core.exceptions import CallError
+
+    async def go(url: str) -> None:
+        s = await SdkStream.open(await sdk_client(url, secret="not-the-secret"))
+        await s.send(pr.session_start())
+        await s.receive()
+
+    with serving(tls_files, EchoBackend()) as (endpoint, thread):
+        t0 = time.monotonic()
+        with pytest.raises(CallError, match="InvalidSignatureException") as err:
+            run(go(endpoint.url), timeout=15)
+        assert time.monotonic() - t0 < 10
+        assert "403" in str(err.value)
+        assert thread.call(lambda: endpoint.stats.auth_refused) == 1
+
+
+def test_sdk_raises_the_modeled_exception_echo(tls_files: TlsFiles, trust: None) -> None:
+    from aws_sdk_bedrock_runtime.models import ValidationException
+
+    async def go(url: str) -> None:
+        s = await SdkStream.open(await sdk_client(url))
+        await s.send(pr.session_start())
+        assert await s.receive() == {"event": {"echo": {"of": "sessionStart"}}}
+        await s.send({"event": {"textInput": {"content": "fail"}}})
+        try:
+            await s.receive()
+        finally:
+            with contextlib.suppress(Exception):
+                await s.stream.input_stream.close()
+            await s.stream.close()
+
+    with (
+        serving(tls_files, EchoBackend()) as (endpoint, _),
+        pytest.raises(ValidationException, match="you asked for it"),
+    ):
+        run(go(endpoint.url), timeout=15)
+
+
+# ---- the wire, through the light client ----------------------------------------------------
+
+
+def test_tampered_frame_is_refused_with_the_services_error(tls_files: TlsFiles) -> None:
+    backend = EchoBackend()
+
+    async def go(endpoint: Endpoint) -> tuple[dict[str, Any] | None, SessionError]:
+        client = await wire(endpoint, tls_files)
+        s = await client.open()
+        await s.send(pr.session_start())
+        first = await s.receive()
+        # Sign one event, then alter its payload on the way: the chain must break.
+        inner = eventstream.chunk_frame(pr.session_end())
+        when = datetime.datetime.now(datetime.UTC)
+        _, sig = sign_chunk(
+            prior=s._prior,
+            payload=inner,
+            when=when,
+            key_secret=CREDS.secret_access_key,
+            region=REGION,
+        )
+        tampered = eventstream.chunk_frame({"event": {"sessionEnd": {"x": 1}}})
+        await client.send_data(s, eventstream.signed_frame(tampered, when, sig))
+        with pytest.raises(SessionError) as err:
+            await s.receive()
+        await s.close_input()
+        await client.aclose()
+        return first, err.value
+
+    with serving(tls_files, backend) as (endpoint, thread):
+        first, error = run(go(endpoint))
+        stats = thread.call(lambda: endpoint.stats)
+    assert first == {"event": {"echo": {"of": "sessionStart"}}}
+    assert error.code == "InvalidSignatureException"
+    assert "signature" in error.message
+    assert stats.auth_refused == 1
+    assert backend.closed == 1  # the session was released
+
+
+def test_malformed_chunk_is_a_validation_exception(tls_files: TlsFiles) -> None:
+    async def go(endpoint: Endpoint) -> SessionError:
+        client = await wire(endpoint, tls_files)
+        s = await client.open()
+        bad = eventstream.encode(eventstream.CHUNK_HEADERS, b'{"bytes": "%%%"}')
+        await s._send_signed(bad)
+        with pytest.raises(SessionError) as err:
+            await s.receive()
+        await client.aclose()
+        return err.value
+
+    with serving(tls_files, EchoBackend()) as (endpoint, _):
+        error = run(go(endpoint))
+    assert error.code == "ValidationException"
+    assert "base64" in error.message
+
+
+def test_sending_honours_a_small_flow_control_window(tls_files: TlsFiles) -> None:
+    """The client allows 1 KB per stream: the server must wait for WINDOW_UPDATEs.
+
+    h2 on the client side raises a flow-control error if the server overruns the window.
+    """
+    size = 300_000
+
+    async def go(endpoint: Endpoint) -> int:
+        client = WireClient(credentials=CREDS, region=REGION)
+        client.h2.local_settings = h2.settings.Settings(
+            client=True, initial_values={h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 1024}
+        )
+        await client.connect("127.0.0.1", endpoint.port, client_context(tls_files))
+        s = await client.open()
+        await s.send({"event": {"textInput": {"content": f"big:{size}"}}})
+        event = await s.receive()
+        await s.send(pr.session_end())
+        rest = []
+        await s.close_input()
+        while (e := await s.receive()) is not None:
+            rest.append(e)
+        await client.aclose()
+        assert rest == [{"event": {"echo": {"of": "sessionEnd"}}}]
+        assert event is not None
+        return len(event["event"]["big"]["data"])
+
+    with serving(tls_files, EchoBackend()) as (endpoint, _):
+        assert run(go(endpoint)) == size
+
+
+def test_a_client_that_vanishes_releases_its_sessions(tls_files: TlsFiles) -> None:
+    backend = EchoBackend()
+
+    async def go(endpoint: Endpoint) -> None:
+        client = await wire(endpoint, tls_files)
+        streams = [await client.open() for _ in range(3)]
+        for s in streams:
+            await s.send(pr.session_start())
+            await s.receive()
+        assert client._writer is not None
+        client._writer.transport.abort()  # no GOAWAY, no END_STREAM
+        await asyncio.sleep(0.05)
+
+    with serving(tls_files, backend) as (endpoint, thread):
+        run(go(endpoint))
+        deadline = time.monotonic() + 5
+        while thread.call(lambda: endpoint.stats.active) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert thread.call(lambda: endpoint.stats.active) == 0
+    assert backend.opened == 3
+    assert backend.closed == 3
+
+
+def test_unknown_path_and_model_are_refused(tls_files: TlsFiles) -> None:
+    async def go(endpoint: Endpoint) -> SessionError:
+        client = await wire(endpoint, tls_files)
+        s = await client.open(model_id="anthropic.claude")
+        with pytest.raises(SessionError) as err:
+            await s.receive()
+        await client.aclose()
+        return err.value
+
+    with serving(tls_files, EchoBackend()) as (endpoint, _):
+        error = run(go(endpoint))
+    assert error.code == "ValidationException"
+    assert "model identifier" in error.message
+
+
+# ---- the serve command ---------------------------------------------------------------------
+
+
+def test_serve_refuses_a_non_loopback_host_without_the_flag(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    code = serve_cli.main(["serve", "--host", "192.0.2.1", "--state-dir", str(tmp_path)])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "--allow-remote" in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_serve_reports_a_bad_setting_in_one_line(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    code = serve_cli.main(["serve", "--state-dir", str(tmp_path), "--set", "nope=1"])
+    assert code == 2
+    assert "nope" in capsys.readouterr().err
+
+
+def test_exports_are_shell_safe(tls_files: TlsFiles) -> None:
+    creds = Credentials(access_key_id="AKIA", secret_access_key="a b'c$d")
+    lines = serve_cli.exports("https://127.0.0.1:1", tls_files, creds, "us-east-1")
+    script = "\n".join([*lines, 'printf %s "$AWS_SECRET_ACCESS_KEY"'])
+    out = subprocess.run(["sh", "-c", script], capture_output=True, text=True, check=True)
+    assert out.stdout == "a b'c$d"
+    assert lines[0].startswith("# ")
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="signals")
+def test_serve_prints_exports_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
+    """The command as a user runs it, with the echo backend injected through ``serve``."""
+    script = (
+        "import asyncio, sys\n"
+        "from pathlib import Path\n"
+        "from sonic_fsm.emulator import serve_cli\n"
+        "from sonic_fsm.settings import Settings\n"
+        f"sys.path.insert(0, {str(Path(__file__).parent)!r})\n"
+        "from test_endpoint import EchoBackend\n"
+        f"state = Path({str(tmp_path)!r})\n"
+        "asyncio.run(serve_cli.serve(host='127.0.0.1', port=0, state_dir=state,\n"
+        "    settings=Settings(), out=lambda l: print(l, flush=True),\n"
+        "    make_backend=lambda s: EchoBackend()))\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout is not None
+        lines = [proc.stdout.readline() for _ in range(6)]
+        env = dict(
+            line.removeprefix("export ").strip().split("=", 1)
+            for line in lines
+            if line.startswith("export ")
+        )
+        assert lines[0].startswith("# sonic-fsm emulator endpoint: https://127.0.0.1:")
+        assert set(env) == {
+            "AWS_ENDPOINT_URL_BEDROCK_RUNTIME",
+            "SSL_CERT_FILE",
+            "AWS_ACCESS_KEY_ID",
+            "AWS_SECRET_ACCESS_KEY",
+            "AWS_REGION",
+        }
+        port = int(env["AWS_ENDPOINT_URL_BEDROCK_RUNTIME"].rsplit(":", 1)[1])
+        creds = Credentials(
+            access_key_id=env["AWS_ACCESS_KEY_ID"], secret_access_key=env["AWS_SECRET_ACCESS_KEY"]
+        )
+
+        async def go() -> dict[str, Any] | None:
+            client = WireClient(credentials=creds, region=env["AWS_REGION"])
+            files = TlsFiles(
+                ca_cert=Path(env["SSL_CERT_FILE"]), server_cert=Path(), server_key=Path()
+            )
+            await client.connect("127.0.0.1", port, client_context(files))
+            s = await client.open()
+            await s.send(pr.session_start())
+            got = await s.receive()
+            await client.aclose()
+            return got
+
+        assert run(go(), timeout=15) == {"event": {"echo": {"of": "sessionStart"}}}
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
