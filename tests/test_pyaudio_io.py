@@ -5,7 +5,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import subprocess
+import sys
 import threading
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -29,6 +32,7 @@ from sonic_fsm.audio.pyaudio_io import (
 )
 
 CHUNK = 1024
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def dev(index: int, name: str, ins: int, outs: int) -> dict[str, Any]:
@@ -344,3 +348,23 @@ def test_null_source_is_silence_paced_by_the_loop_clock() -> None:
     got, took = asyncio.run(main())
     assert got == [bytes(320)] * 10
     assert took == pytest.approx(0.1, abs=0.05)
+
+
+def test_real_portaudio_start_up_prints_nothing_on_the_terminal() -> None:
+    """With the real library (no device is opened): ALSA/JACK chatter never reaches fd 2."""
+    code = (
+        "from sonic_fsm.audio.devices import default_factory, list_devices\n"
+        "from sonic_fsm.audio.base import AudioDeviceError\n"
+        "from sonic_fsm.audio.pyaudio_io import PyAudioSource\n"
+        "pa = default_factory(); print(len(list_devices(pa))); pa.terminate()\n"
+        "try:\n"
+        "    PyAudioSource(device='no such microphone anywhere')\n"
+        "except AudioDeviceError as e:\n"
+        "    print(e)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""
+    assert "--mic talker" in done.stdout.splitlines()[-1]

@@ -2,14 +2,20 @@
 
 PortAudio, ALSA and JACK write their complaints straight to file descriptor 2 (not through
 ``sys.stderr``), dozens of lines on a machine without a sound card. Written over a full-screen
-dashboard they corrupt it, so every call that can trigger them runs inside
+dashboard they corrupt it. Two defences: :func:`silence_audio_libraries` gives ALSA and JACK
+no-op error handlers (which also covers what they print later, an underrun in the middle of
+a conversation), and PortAudio's start-up, device listing, opens and shut-down run inside
 :func:`quiet_stderr`, which points fd 2 at ``/dev/null`` for the duration.
+
+Textual draws the dashboard on fd 2 too, so open the devices before the dashboard starts and
+close them after it exits; a frame drawn inside a :func:`quiet_stderr` window would be lost.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import ctypes
 import os
 import sys
 import threading
@@ -27,6 +33,26 @@ _quiet_depth = 0
 _saved_fd: int | None = None
 
 
+_handlers: list[Any] = []  # the ctypes callbacks must outlive the libraries' use of them
+
+
+def silence_audio_libraries() -> None:
+    """Install no-op error handlers in ALSA and JACK, once; missing libraries are fine."""
+    if _handlers:
+        return
+    alsa_handler = ctypes.CFUNCTYPE(
+        None, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p
+    )(lambda *args: None)
+    jack_handler = ctypes.CFUNCTYPE(None, ctypes.c_char_p)(lambda message: None)
+    _handlers.extend([alsa_handler, jack_handler])
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libasound.so.2").snd_lib_error_set_handler(alsa_handler)
+    with contextlib.suppress(OSError, AttributeError):
+        jack = ctypes.CDLL("libjack.so.0")
+        jack.jack_set_error_function(jack_handler)
+        jack.jack_set_info_function(jack_handler)
+
+
 @contextlib.contextmanager
 def quiet_stderr() -> Iterator[None]:
     """Send whatever is written to fd 2 meanwhile to /dev/null (nesting and threads are fine)."""
@@ -35,10 +61,13 @@ def quiet_stderr() -> Iterator[None]:
         if _quiet_depth == 0:
             with contextlib.suppress(AttributeError, ValueError):
                 sys.stderr.flush()
-            _saved_fd = os.dup(2)
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, 2)
-            os.close(devnull)
+            try:
+                _saved_fd = os.dup(2)
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, 2)
+                os.close(devnull)
+            except OSError:  # no fd 2 to begin with (a daemon): nothing to protect
+                _saved_fd = None
         _quiet_depth += 1
     try:
         yield
@@ -75,6 +104,7 @@ def default_factory() -> Any:
     """A real ``pyaudio.PyAudio()``, created with PortAudio's start-up chatter silenced."""
     import pyaudio  # imported here: the engine and tests never need the C extension
 
+    silence_audio_libraries()
     with quiet_stderr():
         return pyaudio.PyAudio()
 

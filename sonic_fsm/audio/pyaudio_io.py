@@ -107,8 +107,7 @@ class PyAudioSource:
     async def frames(self) -> AsyncIterator[bytes]:
         if self._loop is None:
             self._loop = asyncio.get_running_loop()
-            with quiet_stderr():
-                self._stream.start_stream()
+            self._stream.start_stream()  # no fd 2 redirect here: the dashboard may be drawing
         while True:
             chunk = await self._queue.get()
             if chunk is None:
@@ -123,11 +122,10 @@ class PyAudioSource:
         if self._closed:
             return
         self._closed = True
-        with quiet_stderr():
-            try:
-                self._stream.stop_stream()
-            finally:
-                self._stream.close()
+        try:
+            self._stream.stop_stream()
+        finally:
+            self._stream.close()
         self._terminate()
         self._queue.put_nowait(None)
 
@@ -213,11 +211,10 @@ class PyAudioSink:
         if self._closed:
             return
         self._closed = True
-        with quiet_stderr():
-            try:
-                self._stream.stop_stream()
-            finally:
-                self._stream.close()
+        try:
+            self._stream.stop_stream()
+        finally:
+            self._stream.close()
         self._terminate()
 
     def _terminate(self) -> None:
