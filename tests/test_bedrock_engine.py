@@ -1,0 +1,156 @@
+"""The whole engine on the Bedrock backend: real SDK, real TLS, the emulator's endpoint.
+
+Real time (the CRT does real I/O), so the emulator's session limit is short: a handful of
+seconds per session gives several hand-offs in a test that takes well under a minute.
+The oracle is the DTMF test signal: every utterance answered exactly once, every
+uninterrupted answer heard whole (its start mark and its end mark on the speaker).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from sonic_fsm import credentials, testsignal
+from sonic_fsm.audio.talker import Talker, TalkerConfig
+from sonic_fsm.audio.wav import TimelineSink
+from sonic_fsm.backends.bedrock import BedrockBackend
+from sonic_fsm.backends.local import LocalBackend
+from sonic_fsm.emulator.model import Faults
+from sonic_fsm.emulator.server import Endpoint, EndpointThread
+from sonic_fsm.emulator.sigv4 import Credentials as EndpointCredentials
+from sonic_fsm.emulator.tls import TlsFiles, ensure_certificates, server_context
+from sonic_fsm.runner import Conversation, RunResult
+from sonic_fsm.settings import Settings, load
+
+KEY_ID = "AKIDSONICFSMTEST0002"
+SECRET = "emulator-secret-for-engine-tests"
+
+SHORT_SESSIONS = [
+    "transition_threshold_seconds=3",
+    "session_limit_seconds=7",
+    "hard_deadline_margin_seconds=1.5",
+    "emulator.speed=8.0",
+    "emulator.end_of_speech_ms=300",
+]
+
+
+@pytest.fixture(scope="module")
+def tls(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
+    return ensure_certificates(tmp_path_factory.mktemp("tls"))
+
+
+def assistant_busy(conv: Conversation, sink: TimelineSink) -> bool:
+    engine = conv.engine
+    if engine is None:
+        return False
+    turn = any(
+        s.turn_in_progress for s in engine.sessions.values() if s.role in ("current", "closing")
+    )
+    waiting = any(u.transcript is not None and not u.answer_done for u in engine.speech.utterances)
+    return turn or waiting or sink.queued_seconds(conv.now()) > 0
+
+
+def converse(
+    tls: TlsFiles,
+    lines: int,
+    faults: Callable[[int], Faults] = lambda n: Faults(),
+    extra: tuple[str, ...] = (),
+) -> tuple[RunResult, Talker, TimelineSink, Any]:
+    server_settings = load(None, SHORT_SESSIONS)
+
+    def make() -> Endpoint:
+        return Endpoint(
+            backend=LocalBackend(server_settings, faults),
+            credentials=EndpointCredentials(access_key_id=KEY_ID, secret_access_key=SECRET),
+            tls=server_context(tls),
+        )
+
+    with EndpointThread(make) as endpoint:
+        settings: Settings = load(
+            None,
+            [
+                *SHORT_SESSIONS,
+                "backend.kind=bedrock",
+                f"backend.endpoint_uri='{endpoint.url}'",
+                "backend.open_timeout_seconds=5",
+                "backend.close_timeout_seconds=2",
+                "backend.retry_base_seconds=0.2",
+                "backend.retry_max_seconds=1.0",
+                *extra,
+            ],
+        )
+        backend = BedrockBackend(
+            settings, credentials=credentials.static(KEY_ID, SECRET), ca_file=str(tls.ca_cert)
+        )
+        sink = TimelineSink(None)
+        holder: dict[str, Conversation] = {}
+        talker = Talker(
+            TalkerConfig(
+                script=tuple(f"line {i}" for i in range(lines)),
+                voice="tones",
+                lead_in_seconds=0.5,
+                think_seconds=0.3,
+            ),
+            assistant_busy=lambda: assistant_busy(holder["conv"], sink),
+        )
+        conv = Conversation(settings, backend, talker, sink)
+        holder["conv"] = conv
+        stray: list[dict[str, Any]] = []
+
+        async def main() -> RunResult:
+            asyncio.get_running_loop().set_exception_handler(lambda _l, c: stray.append(c))
+            return await asyncio.wait_for(conv.run(), timeout=90)
+
+        result = asyncio.run(main())
+        gc.collect()
+        assert stray == [], stray
+        return result, talker, sink, endpoint.stats
+
+
+def heard_once(sink: TimelineSink, lines: int) -> None:
+    heard = Counter(
+        (m.kind, m.number) for m in testsignal.decode_marks(bytes(sink.timeline), 24000)
+    )
+    assert dict(heard) == {(k, n): 1 for n in range(1, lines + 1) for k in "AB"}
+
+
+def test_three_handoffs_over_the_sdk_every_utterance_answered_once(tls: TlsFiles) -> None:
+    lines = 4
+    result, talker, sink, stats = converse(tls, lines)
+    assert result.reason == "the input ended"
+    assert result.metrics["handoffs"] >= 3, result.metrics
+    assert result.metrics["failures"] == 0 and result.metrics["frames_lost"] == 0
+    assert [u.number for u in talker.spoken] == list(range(1, lines + 1))
+    heard_once(sink, lines)
+    assert stats.auth_refused == 0 and stats.streams_failed == 0
+
+
+def test_stream_killed_mid_answer_recovers_and_nothing_is_lost(tls: TlsFiles) -> None:
+    lines = 2
+    result, _talker, sink, stats = converse(
+        tls, lines, faults=lambda n: Faults(die_mid_answer=1) if n == 1 else Faults()
+    )
+    assert result.metrics["recoveries"] >= 1, result.metrics
+    assert stats.streams_failed >= 1
+    numbers = Counter(
+        m.number for m in testsignal.decode_marks(bytes(sink.timeline), 24000) if m.kind == "B"
+    )
+    # every utterance's answer ends on the speaker exactly once, the killed one included
+    assert dict(numbers) == {n: 1 for n in range(1, lines + 1)}
+
+
+def test_throttled_starts_back_off_then_succeed(tls: TlsFiles) -> None:
+    lines = 1
+    result, _talker, sink, stats = converse(
+        tls, lines, faults=lambda n: Faults(refuse_start=n <= 2), extra=("backend.max_retries=4",)
+    )
+    assert result.reason == "the input ended"
+    assert result.metrics["failures"] >= 2, result.metrics
+    assert stats.streams_opened >= 3
+    heard_once(sink, lines)
