@@ -13,7 +13,9 @@ class Observer(Protocol):
 
     def event_received(self, session_id: str, now: float, event: dict[str, Any]) -> None: ...
 
-    def transition(self, now: float, trigger: str, source: str, dest: str, sessions: list[str]) -> None:
+    def transition(
+        self, now: float, trigger: str, source: str, dest: str, sessions: list[str]
+    ) -> None:
         """The machine moved; ``sessions`` are the ids it concerned (current and next)."""
 
     def session_closed(self, session_id: str, now: float, summary: dict[str, Any]) -> None: ...
@@ -31,7 +33,9 @@ class NullObserver:
     def event_received(self, session_id: str, now: float, event: dict[str, Any]) -> None:
         pass
 
-    def transition(self, now: float, trigger: str, source: str, dest: str, sessions: list[str]) -> None:
+    def transition(
+        self, now: float, trigger: str, source: str, dest: str, sessions: list[str]
+    ) -> None:
         pass
 
     def session_closed(self, session_id: str, now: float, summary: dict[str, Any]) -> None:

@@ -16,9 +16,7 @@ import numpy as np
 ROWS = (697.0, 770.0, 852.0, 941.0)
 COLS = (1209.0, 1336.0, 1477.0, 1633.0)
 KEYPAD = ("123A", "456B", "789C", "*0#D")
-KEY_FREQS = {
-    key: (ROWS[r], COLS[c]) for r, line in enumerate(KEYPAD) for c, key in enumerate(line)
-}
+KEY_FREQS = {key: (ROWS[r], COLS[c]) for r, line in enumerate(KEYPAD) for c, key in enumerate(line)}
 TONE_S = 0.080
 GAP_S = 0.040
 TONE_AMPLITUDE = 0.16  # each of the two tones; together about -10 dBFS at their peaks

@@ -1,0 +1,1 @@
+"""Scenarios, the oracle's scorer, and ``sonic-fsm bench``."""

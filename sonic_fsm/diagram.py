@@ -1,0 +1,26 @@
+"""The state diagram, generated from :data:`sonic_fsm.machine.TRANSITIONS` by transitions itself."""
+
+from __future__ import annotations
+
+from transitions.extensions import GraphMachine
+
+from sonic_fsm import machine
+
+HEADER = (
+    "# sonic-fsm state machine\n\n"
+    "Generated from `sonic_fsm/machine.py` by `sonic-fsm diagram`; do not edit by hand.\n\n"
+)
+
+
+class _Model:
+    """A stand-in model: guards are only named in the diagram, never evaluated."""
+
+
+def render() -> str:
+    """The Markdown document: a header and the mermaid ``stateDiagram-v2`` source."""
+    model = _Model()
+    GraphMachine(
+        model=model, graph_engine="mermaid", show_conditions=True, **machine.machine_kwargs()
+    )
+    source = model.get_graph().draw(None)  # type: ignore[attr-defined]
+    return f"{HEADER}```mermaid\n{source.strip()}\n```\n"

@@ -1,0 +1,70 @@
+"""What the engine asks its adapters to do. The engine returns these; it never does I/O."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True, kw_only=True)
+class OpenSession:
+    """Open a new stream; then carry out the ``Send`` that follows (its opening events)."""
+
+    session_id: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class Send:
+    """Send events in order. ``ack_seq``: report ``SessionSent`` with it once all are sent.
+    ``opening``: these are the opening events; report ``SessionReady`` once they are sent."""
+
+    session_id: str
+    events: tuple[dict[str, Any], ...]
+    ack_seq: int | None = None
+    opening: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class CloseSession:
+    """After the sends queued before it: close input, drain output, release (with a timeout)."""
+
+    session_id: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class Play:
+    """Queue assistant audio (24 kHz 16-bit mono) on the speaker."""
+
+    session_id: str
+    content_id: str
+    pcm: bytes
+
+
+@dataclass(frozen=True, kw_only=True)
+class FlushPlayback:
+    """Barge-in: drop everything queued on the speaker now."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunTool:
+    """Run a tool the model asked for and send its result back on the session."""
+
+    session_id: str
+    tool_use_id: str
+    tool_name: str
+    content: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class Log:
+    line: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class Stopped:
+    """The conversation has ended; ``reason`` says why."""
+
+    reason: str
+
+
+Effect = OpenSession | Send | CloseSession | Play | FlushPlayback | RunTool | Log | Stopped

@@ -1,0 +1,87 @@
+"""The emulator's ears: voice activity, utterance end-pointing, and recognition.
+
+Works on the audio timeline (sample positions), not on arrival time, so audio replayed in a
+burst is heard exactly as audio spoken live. The test signal (``*N#`` in DTMF) is
+recognised exactly; other speech is transcribed honestly as what it is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sonic_fsm.buffer import level_db
+from sonic_fsm.testsignal import DtmfDecoder, MarkParser
+
+RATE = 16000
+BLOCK = RATE // 100  # 10 ms
+SPEECH_DB = -45.0
+
+
+@dataclass(frozen=True, slots=True)
+class Heard:
+    kind: str  # "onset" (speech began) or "utterance" (speech ended and was transcribed)
+    start: int  # sample position of the first speech
+    end: int = 0
+    transcript: str = ""
+    number: int | None = None  # the test signal's utterance number
+
+
+Recogniser = Callable[[bytes], str | None]
+
+
+class Listener:
+    def __init__(self, end_of_speech_seconds: float, recogniser: Recogniser | None = None) -> None:
+        self.end_blocks = max(1, int(end_of_speech_seconds * 100))
+        self.recogniser = recogniser
+        self._pos = 0
+        self._pending = b""
+        self._in_speech = False
+        self._start = 0
+        self._quiet = 0
+        self._audio = bytearray()
+        self._decoder = DtmfDecoder(RATE)
+        self._parser = MarkParser()
+        self._numbers: list[tuple[int, int]] = []  # (sample, number) of decoded '*N#'
+
+    def feed(self, pcm: bytes) -> list[Heard]:
+        for mark in self._parser.feed(self._decoder.feed(pcm)):
+            if mark.kind == "*":
+                self._numbers.append((mark.start, mark.number))
+        data = self._pending + pcm
+        out: list[Heard] = []
+        n = len(data) // (2 * BLOCK)
+        for i in range(n):
+            block = data[i * 2 * BLOCK : (i + 1) * 2 * BLOCK]
+            out.extend(self._block(block))
+        self._pending = data[n * 2 * BLOCK :]
+        return out
+
+    def _block(self, block: bytes) -> list[Heard]:
+        at = self._pos
+        self._pos += BLOCK
+        speech = level_db(block) > SPEECH_DB
+        if self._in_speech:
+            self._audio += block
+        if speech and not self._in_speech:
+            self._in_speech, self._start, self._quiet = True, at, 0
+            self._audio = bytearray(block)
+            return [Heard("onset", at)]
+        if not self._in_speech:
+            return []
+        self._quiet = 0 if speech else self._quiet + 1
+        if self._quiet < self.end_blocks:
+            return []
+        self._in_speech = False
+        end = self._pos - self._quiet * BLOCK
+        return [self._transcribe(self._start, end)]
+
+    def _transcribe(self, start: int, end: int) -> Heard:
+        nums = [n for s, n in self._numbers if start - BLOCK <= s < end]
+        self._numbers = [(s, n) for s, n in self._numbers if s >= end]
+        if nums:
+            return Heard("utterance", start, end, f"utterance {nums[0]}", nums[0])
+        audio = bytes(self._audio[: (end - start) * 2])
+        text = self.recogniser(audio) if self.recogniser else None
+        seconds = (end - start) / RATE
+        return Heard("utterance", start, end, text or f"(speech, {seconds:.1f} s)")

@@ -1,0 +1,512 @@
+"""The emulated model: one Nova Sonic session, sans-IO.
+
+Fed input events with the time they arrive (``receive(event, now)``), it schedules output
+events in time; ``poll(now)`` returns those due, ``next_deadline()`` says when the next is.
+A rule violation, the session limit or a requested fault ends the session with an error
+that ``poll`` returns last, as the service sends it on the output stream.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import heapq
+import itertools
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from sonic_fsm import protocol as pr
+from sonic_fsm.emulator.listener import Heard, Listener
+from sonic_fsm.emulator.voice import Reply, reply_for
+from sonic_fsm.errors import SessionError
+from sonic_fsm.settings import Settings
+
+INPUT_RATE = 16000
+OUTPUT_RATE = 24000
+AUDIO_CHUNK_SECONDS = 0.1
+
+
+@dataclass(frozen=True, kw_only=True)
+class Faults:
+    """Faults to inject into one session (all off by default)."""
+
+    start_delay_seconds: float = 0.0
+    refuse_start: bool = False  # open fails with ThrottlingException
+    never_ready: bool = False  # the opening events are never accepted
+    die_at_seconds: float | None = None  # the stream fails at this session age
+    die_mid_answer: int | None = None  # the stream fails halfway through this answer (1-based)
+    malformed_at_answer: int | None = None  # a malformed output event at this answer
+    audio_speed: float | None = None  # overrides the generation speed (slow audio)
+
+
+@dataclass(order=True)
+class _Due:
+    at: float
+    order: int
+    item: Any = field(compare=False)
+    answer: int = field(compare=False, default=0)
+
+
+END = object()  # the output stream ends
+
+
+class EmulatorSession:
+    """One emulated bidirectional stream."""
+
+    def __init__(
+        self, settings: Settings, session_id: str, now: float, faults: Faults | None = None
+    ) -> None:
+        self.s = settings
+        self.id = session_id
+        self.opened_at = now
+        self.faults = faults or Faults()
+        self.finished = False
+        self._due: list[_Due] = []
+        self._order = itertools.count()
+        self._phase = "start"  # start -> prompt -> blocks -> closed
+        self.prompt_name: str | None = None
+        self._open: dict[str, dict[str, Any]] = {}  # contentName -> contentStart body
+        self._texts: dict[str, list[str]] = {}
+        self.system: str = ""
+        self.history: list[tuple[str, str]] = []
+        self.audio_started = False
+        self.listener = Listener(settings.emulator.end_of_speech_ms / 1000)
+        self._received_samples = 0
+        self._completion = f"completion-{session_id}"
+        self._completion_started = False
+        self._content_ids = itertools.count(1)
+        self._answers = 0
+        self._generating: int | None = None  # answer number being generated
+        self._busy_until = now
+        self._play_until = now  # when the client will have played what we sent
+        self._last_speech = now
+        self.heard: list[Heard] = []
+        self._open_audio_out: set[str] = set()
+        self.answered: list[str] = []
+        self._schedule(now + settings.session_limit_seconds, _Limit("session limit"))
+        if self.faults.die_at_seconds is not None:
+            self._schedule(now + self.faults.die_at_seconds, _Fail("stream died"))
+
+    # ---- input ---------------------------------------------------------------------------
+
+    def receive(self, event: dict[str, Any], now: float) -> None:
+        """Take one input event; a violation ends the session with ValidationException."""
+        if self.finished:
+            return
+        try:
+            self._receive(event, now)
+        except _Violation as v:
+            self._fail_now(now, SessionError("ValidationException", str(v)))
+
+    def close_input(self, now: float) -> None:
+        """The client closed its input stream: end the output stream once all is sent."""
+        if not self.finished:
+            self._phase = "closed"
+            self._drop_pending_answers()
+            self._schedule(max(now, self._busy_until), END)
+
+    def _receive(self, event: dict[str, Any], now: float) -> None:
+        try:
+            name = pr.event_name(event)
+        except pr.ProtocolError as e:
+            raise _Violation(f"malformed event: {e}") from None
+        body = event["event"][name]
+        if self._phase == "closed":
+            raise _Violation(f"{name} after sessionEnd")
+        handler = getattr(self, f"_on_{name}", None)
+        if handler is None:
+            raise _Violation(f"unknown event {name}")
+        handler(body, now)
+
+    def _on_sessionStart(self, body: dict[str, Any], now: float) -> None:
+        if self._phase != "start":
+            raise _Violation("sessionStart must be the first event, and only once")
+        self._phase = "prompt"
+
+    def _on_promptStart(self, body: dict[str, Any], now: float) -> None:
+        if self._phase != "prompt":
+            raise _Violation("promptStart must follow sessionStart")
+        self.prompt_name = self._require(body, "promptName", "promptStart")
+        audio = body.get("audioOutputConfiguration", {})
+        if audio and audio.get("sampleRateHertz", OUTPUT_RATE) != OUTPUT_RATE:
+            raise _Violation("audioOutputConfiguration.sampleRateHertz must be 24000 here")
+        self._phase = "blocks"
+
+    def _on_contentStart(self, body: dict[str, Any], now: float) -> None:
+        self._check_prompt(body, "contentStart")
+        name = self._require(body, "contentName", "contentStart")
+        if name in self._open:
+            raise _Violation(f"contentStart: content {name} is already open")
+        kind, role = body.get("type"), body.get("role")
+        if kind == "TEXT" and role in ("USER", "ASSISTANT"):
+            if self.audio_started:
+                raise _Violation("history must be sent before the audio content starts")
+            if body.get("interactive", False):
+                raise _Violation("history text must be sent with interactive: false")
+            if not self.history and role != "USER":
+                raise _Violation("the first history message must be USER")
+        elif kind == "AUDIO":
+            cfg = body.get("audioInputConfiguration", {})
+            if (cfg.get("sampleRateHertz"), cfg.get("sampleSizeBits"), cfg.get("channelCount")) != (
+                INPUT_RATE,
+                16,
+                1,
+            ):
+                raise _Violation("audioInputConfiguration must be 16000 Hz, 16-bit, mono LPCM")
+            if self.audio_started:
+                raise _Violation("only one audio content per session here")
+            self.audio_started = True
+            self._answer_trailing_history(now)
+        self._open[name] = body
+        self._texts[name] = []
+
+    def _on_textInput(self, body: dict[str, Any], now: float) -> None:
+        self._check_prompt(body, "textInput")
+        name = self._require(body, "contentName", "textInput")
+        start = self._open.get(name)
+        if start is None or start.get("type") != "TEXT":
+            raise _Violation(f"textInput: no open TEXT content {name}")
+        content = str(body.get("content", ""))
+        limit = self.s.history.max_text_input_bytes
+        if len(content.encode()) > limit:
+            raise _Violation(f"textInput: content over {limit} bytes")
+        self._texts[name].append(content)
+
+    def _on_toolResult(self, body: dict[str, Any], now: float) -> None:
+        self._check_prompt(body, "toolResult")
+
+    def _on_audioInput(self, body: dict[str, Any], now: float) -> None:
+        self._check_prompt(body, "audioInput")
+        name = self._require(body, "contentName", "audioInput")
+        start = self._open.get(name)
+        if start is None or start.get("type") != "AUDIO":
+            raise _Violation(f"audioInput: no open AUDIO content {name}")
+        try:
+            pcm = base64.b64decode(str(body.get("content", "")), validate=True)
+        except binascii.Error:
+            raise _Violation("audioInput: content is not valid base64") from None
+        self._received_samples += len(pcm) // 2
+        for h in self.listener.feed(pcm):
+            self._on_heard(h, now)
+
+    def _on_contentEnd(self, body: dict[str, Any], now: float) -> None:
+        self._check_prompt(body, "contentEnd")
+        name = self._require(body, "contentName", "contentEnd")
+        start = self._open.pop(name, None)
+        if start is None:
+            raise _Violation(f"contentEnd: no open content {name}")
+        text = "".join(self._texts.pop(name, []))
+        role = start.get("role")
+        if start.get("type") == "TEXT":
+            if role == "SYSTEM":
+                self.system = text
+            elif role in ("USER", "ASSISTANT"):
+                self._add_history(role, text)
+
+    def _add_history(self, role: str, text: str) -> None:
+        self.history.append((role, text))
+        h = self.s.history
+        if len(self.history) > h.max_messages:
+            raise _Violation(f"history over {h.max_messages} messages")
+        if sum(len(t.encode()) for _, t in self.history) > h.max_total_bytes:
+            raise _Violation(f"history over {h.max_total_bytes} bytes")
+
+    def _on_promptEnd(self, body: dict[str, Any], now: float) -> None:
+        self._check_prompt(body, "promptEnd")
+        self._drop_pending_answers()
+        self._phase = "ending"
+        self._schedule(max(now, self._busy_until), self._ev("completionEnd", stopReason="END_TURN"))
+
+    def _on_sessionEnd(self, body: dict[str, Any], now: float) -> None:
+        self._phase = "closed"
+
+    def _check_prompt(self, body: dict[str, Any], name: str) -> None:
+        if self._phase not in ("blocks", "ending"):
+            raise _Violation(f"{name} before promptStart")
+        if body.get("promptName") != self.prompt_name:
+            raise _Violation(f"{name}: unknown promptName {body.get('promptName')!r}")
+
+    @staticmethod
+    def _require(body: dict[str, Any], key: str, name: str) -> str:
+        value = body.get(key)
+        if not isinstance(value, str) or not value:
+            raise _Violation(f"{name}: missing {key}")
+        return value
+
+    # ---- listening and answering ---------------------------------------------------------
+
+    def _audio_time(self, sample: int, now: float) -> float:
+        """When ``sample`` was spoken: the newest sample received is 'now'."""
+        return now - (self._received_samples - sample) / INPUT_RATE
+
+    def _on_heard(self, h: Heard, now: float) -> None:
+        if h.kind == "onset":
+            self._last_speech = now
+            spoken_at = self._audio_time(h.start, now)
+            if self._generating is not None or spoken_at < self._play_until - 0.05:
+                self._interrupt(now)
+            return
+        self._last_speech = now
+        self.heard.append(h)
+        transcript = h.transcript
+        cid = self._content_id()
+        final = json.dumps({"generationStage": "FINAL"})
+        for item in (
+            self._ev(
+                "contentStart", contentId=cid, type="TEXT", role="USER", additionalModelFields=final
+            ),
+            self._ev("textOutput", contentId=cid, role="USER", content=transcript),
+            self._ev("contentEnd", contentId=cid, type="TEXT", stopReason="END_TURN"),
+        ):
+            self._schedule(now, item)
+        self._start_answer(reply_for(transcript, self.history, self.heard), now)
+
+    def _answer_trailing_history(self, now: float) -> None:
+        if self.history and self.history[-1][0] == "USER":
+            self._start_answer(reply_for(self.history[-1][1], self.history[:-1], []), now)
+
+    def _start_answer(self, reply: Reply, now: float) -> None:
+        if self._phase != "blocks":
+            return
+        self._answers += 1
+        n = self._answers
+        self.answered.append(reply.text)
+        speed = self.faults.audio_speed or self.s.emulator.speed
+        t = max(now, self._busy_until) + self.s.emulator.first_audio_delay_ms / 1000
+        spec = json.dumps({"generationStage": "SPECULATIVE"})
+        final = json.dumps({"generationStage": "FINAL"})
+        tid, aid, fid = self._content_id(), self._content_id(), self._content_id()
+        items: list[tuple[float, Any]] = [
+            (
+                t,
+                self._ev(
+                    "contentStart",
+                    contentId=tid,
+                    type="TEXT",
+                    role="ASSISTANT",
+                    additionalModelFields=spec,
+                ),
+            ),
+            (t, self._ev("textOutput", contentId=tid, role="ASSISTANT", content=reply.text)),
+            (t, self._ev("contentEnd", contentId=tid, type="TEXT", stopReason="PARTIAL_TURN")),
+            (
+                t,
+                self._ev(
+                    "contentStart",
+                    contentId=aid,
+                    type="AUDIO",
+                    role="ASSISTANT",
+                    audioOutputConfiguration={
+                        "mediaType": "audio/lpcm",
+                        "sampleRateHertz": OUTPUT_RATE,
+                        "sampleSizeBits": 16,
+                        "channelCount": 1,
+                        "encoding": "base64",
+                        "audioType": "SPEECH",
+                    },
+                ),
+            ),
+        ]
+        step = int(AUDIO_CHUNK_SECONDS * OUTPUT_RATE) * 2
+        chunks = [reply.pcm[i : i + step] for i in range(0, len(reply.pcm), step)]
+        for i, chunk in enumerate(chunks):
+            at = t + i * AUDIO_CHUNK_SECONDS / speed
+            if self.faults.die_mid_answer == n and i == len(chunks) // 2:
+                items.append((at, _Fail("stream died mid-answer")))
+            if self.faults.malformed_at_answer == n and i == len(chunks) // 2:
+                items.append((at, {"event": {"audioOutput": {"contentId": aid, "content": "%%%"}}}))
+            items.append((at, _Audio(aid, chunk)))
+        t_end = t + len(chunks) * AUDIO_CHUNK_SECONDS / speed
+        items += [
+            (t_end, self._ev("contentEnd", contentId=aid, type="AUDIO", stopReason="END_TURN")),
+            (
+                t_end,
+                self._ev(
+                    "contentStart",
+                    contentId=fid,
+                    type="TEXT",
+                    role="ASSISTANT",
+                    additionalModelFields=final,
+                ),
+            ),
+            (t_end, self._ev("textOutput", contentId=fid, role="ASSISTANT", content=reply.text)),
+            (t_end, self._ev("contentEnd", contentId=fid, type="TEXT", stopReason="END_TURN")),
+            (t_end, self._usage()),
+            (t_end, _AnswerDone(n)),
+        ]
+        for at, item in items:
+            self._schedule(at, item, answer=n)
+        self._busy_until = t_end
+
+    def _interrupt(self, now: float) -> None:
+        """Barge-in: stop generating and tell the client to flush its playback."""
+        n = self._generating
+        if n is not None:
+            self._due = [d for d in self._due if d.answer != n]
+            heapq.heapify(self._due)
+        self._busy_until = now
+        self._play_until = now
+        self._generating = None
+        cid = self._content_id()
+        spec = json.dumps({"generationStage": "SPECULATIVE"})
+        for item in (
+            self._ev(
+                "contentStart",
+                contentId=cid,
+                type="TEXT",
+                role="ASSISTANT",
+                additionalModelFields=spec,
+            ),
+            self._ev("textOutput", contentId=cid, role="ASSISTANT", content=pr.INTERRUPTED_TEXT),
+            self._ev("contentEnd", contentId=cid, type="TEXT", stopReason="INTERRUPTED"),
+        ):
+            self._schedule(now, item)
+        for cid_open in list(self._open_audio_out):
+            self._schedule(
+                now,
+                self._ev("contentEnd", contentId=cid_open, type="AUDIO", stopReason="INTERRUPTED"),
+            )
+        self._open_audio_out.clear()
+
+    def _drop_pending_answers(self) -> None:
+        self._due = [d for d in self._due if d.answer == 0 or d.answer == self._generating]
+        heapq.heapify(self._due)
+
+    # ---- output --------------------------------------------------------------------------
+
+    def poll(self, now: float) -> list[Any]:
+        """Output due by ``now``: event dicts, then a :class:`SessionError` or :data:`END` last."""
+        out: list[Any] = []
+        if (
+            not self.finished
+            and self.audio_started
+            and now - self._last_speech >= self.s.emulator.silence_timeout_seconds
+        ):
+            self._fail_now(
+                now, SessionError("ModelTimeoutException", "no user speech for too long")
+            )
+        while self._due and self._due[0].at <= now and not self.finished:
+            d = heapq.heappop(self._due)
+            item = d.item
+            if d.answer and self._generating != d.answer:
+                self._generating = d.answer
+            if isinstance(item, _Audio):
+                self._play_until = max(self._play_until, d.at) + len(item.pcm) / (2 * OUTPUT_RATE)
+                item = self._ev(
+                    "audioOutput",
+                    contentId=item.content_id,
+                    content=base64.b64encode(item.pcm).decode(),
+                )
+            elif isinstance(item, _AnswerDone):
+                self._generating = None
+                continue
+            elif isinstance(item, _Limit):
+                self.finished = True
+                out.append(
+                    SessionError(
+                        "ModelTimeoutException",
+                        f"session reached its limit of {self.s.session_limit_seconds:.0f} s",
+                    )
+                )
+                break
+            elif isinstance(item, _Fail):
+                self.finished = True
+                out.append(SessionError("ModelStreamErrorException", item.why))
+                break
+            elif item is END:
+                self.finished = True
+                out.append(END)
+                break
+            elif isinstance(item, SessionError):
+                self.finished = True
+                out.append(item)
+                break
+            self._track_audio_content(item)
+            if not self._completion_started:
+                self._completion_started = True
+                out.append(self._ev("completionStart"))
+            out.append(item)
+        return out
+
+    def _track_audio_content(self, item: dict[str, Any]) -> None:
+        body = item.get("event", {})
+        start = body.get("contentStart")
+        if start and start.get("type") == "AUDIO":
+            self._open_audio_out = self._open_audio_out | {start["contentId"]}
+        end = body.get("contentEnd")
+        if end and end.get("type") == "AUDIO":
+            self._open_audio_out = self._open_audio_out - {end["contentId"]}
+
+    def next_deadline(self) -> float | None:
+        if self.finished:
+            return None
+        times = (
+            [self._last_speech + self.s.emulator.silence_timeout_seconds]
+            if self.audio_started
+            else []
+        )
+        if self._due:
+            times.append(self._due[0].at)
+        return min(times) if times else None
+
+    # ---- helpers -------------------------------------------------------------------------
+
+    def _fail_now(self, now: float, error: SessionError) -> None:
+        self._due = []
+        self._schedule(now, error)
+
+    def _schedule(self, at: float, item: Any, answer: int = 0) -> None:
+        heapq.heappush(self._due, _Due(at, next(self._order), item, answer))
+
+    def _content_id(self) -> str:
+        return f"{self.id}-c{next(self._content_ids)}"
+
+    def _ev(self, name: str, **fields: Any) -> dict[str, Any]:
+        body = {
+            "sessionId": self.id,
+            "promptName": self.prompt_name or "",
+            "completionId": self._completion,
+        }
+        body.update(fields)
+        return {"event": {name: body}}
+
+    def _usage(self) -> dict[str, Any]:
+        n = self._answers
+        return self._ev(
+            "usageEvent",
+            totalInputTokens=100 * n,
+            totalOutputTokens=80 * n,
+            totalTokens=180 * n,
+            details={
+                "delta": {
+                    "input": {"speechTokens": 100, "textTokens": 0},
+                    "output": {"speechTokens": 60, "textTokens": 20},
+                }
+            },
+        )
+
+
+class _Violation(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class _Audio:
+    content_id: str
+    pcm: bytes
+
+
+@dataclass(frozen=True)
+class _AnswerDone:
+    n: int
+
+
+@dataclass(frozen=True)
+class _Limit:
+    why: str
+
+
+@dataclass(frozen=True)
+class _Fail:
+    why: str

@@ -1,0 +1,859 @@
+"""The engine: owns the machine, the sessions, the buffer and the history.
+
+Sans-IO. It is fed worker events and the time they are handled at (``handle(event, now)``),
+and returns effects for adapters to carry out; it never reads a clock and never does I/O.
+``next_deadline()`` tells the one timer adapter when to call again with :class:`Tick`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from transitions import EventData
+
+from sonic_fsm import effects as fx
+from sonic_fsm import events as ev
+from sonic_fsm import history as hist
+from sonic_fsm import protocol as pr
+from sonic_fsm.buffer import ReplayBuffer, SpeechTracker, Utterance
+from sonic_fsm.machine import State, attach
+from sonic_fsm.settings import Settings
+from sonic_fsm.snapshot import SessionView, Snapshot, TranscriptLine, TransitionRecord
+
+SPEECH_THRESHOLD_DB = -45.0
+END_OF_SPEECH_SECONDS = 0.3
+PREROLL_SECONDS = 0.3
+ABANDON_SECONDS = 4.0  # an utterance no session transcribed by then was not speech to it
+OLD_SESSION_GRACE_SECONDS = 30.0
+BACKOFF_BASE_SECONDS = 0.5
+LOG_LIMIT = 500
+TRANSCRIPT_LIMIT = 400
+
+
+@dataclass
+class Session:
+    """The engine's record of one session."""
+
+    id: str
+    prompt_name: str
+    audio_name: str
+    opened_at: float
+    role: str  # "current", "next", "closing", "failed", "closed"
+    ready: bool = False
+    live: bool = False  # its audio content has started: it takes user frames
+    cut: bool = False  # no longer takes user audio; only finishes the answer it was giving
+    first_seq: int | None = None  # first user frame it received
+    pending_speculative: int = 0
+    audio_open: str | None = None  # content id of assistant audio being generated
+    contents: dict[str, pr.ContentStart] = field(default_factory=dict)
+    history_answers_due: int = 0  # re-sent USER history turns it will answer first
+    audio_in_bytes: int = 0
+    audio_out_bytes: int = 0
+    history_bytes: int = 0
+
+    @property
+    def turn_in_progress(self) -> bool:
+        return self.pending_speculative > 0 or self.audio_open is not None
+
+
+@dataclass
+class Metrics:
+    sessions_opened: int = 0
+    handoffs: int = 0
+    recoveries: int = 0
+    handoff_ms: list[float] = field(default_factory=list)
+    history_bytes_sent: list[int] = field(default_factory=list)
+    time_in_state: dict[str, float] = field(default_factory=dict)
+    barge_ins: int = 0
+    failures: int = 0
+
+
+class Engine:
+    """Session continuation, driven by events; see ``architecture.md`` for the invariants."""
+
+    def __init__(self, settings: Settings, now: float) -> None:
+        self.s = settings
+        self.now = now
+        self.started_at = now
+        self._fx: list[fx.Effect] = []
+        self._ids = itertools.count(1)
+        self.sessions: dict[str, Session] = {}
+        self.current: str | None = None
+        self.next: str | None = None
+        self.old: str | None = None  # the session handing over, until it is done
+        self.failed: str | None = None  # the session a recovery replaces
+        self.history: list[tuple[hist.Message, Utterance | None]] = []
+        self.buffer = ReplayBuffer(settings.buffer_cap_bytes)
+        frame_s = settings.audio.chunk_frames / settings.audio.input_sample_rate
+        self.frame_seconds = frame_s
+        self.speech = SpeechTracker(SPEECH_THRESHOLD_DB, math.ceil(END_OF_SPEECH_SECONDS / frame_s))
+        self.preroll_frames = math.ceil(PREROLL_SECONDS / frame_s)
+        self.abandon_frames = math.ceil(ABANDON_SECONDS / frame_s)
+        self.last_seq = -1
+        self.forced = False
+        self.attempts = 0
+        self.retry_at: float | None = None
+        self.monitoring_since: float | None = None
+        self.handoff_started: float | None = None
+        self.handoff_kind = "handoff"
+        self.drain_seq = -1
+        self.promoted_at: float | None = None
+        self.held: list[fx.Play] = []
+        self.handoff_index: int | None = None
+        self.credentials_expire_at: float | None = None
+        self.muted = False
+        self.metrics = Metrics()
+        self.state_since = now
+        self.last_transition: TransitionRecord | None = None
+        self.log: list[str] = []
+        self.transcript: list[TranscriptLine] = []
+        self.stop_reason: str | None = None
+        self.state: State = State.NORMAL
+        self.machine = attach(self, on_exception=self._on_exception)
+
+    # ---- guards' context ---------------------------------------------------------------
+
+    @property
+    def next_ready(self) -> bool:
+        return self.next is not None and self.sessions[self.next].ready
+
+    @property
+    def turn_settled(self) -> bool:
+        cur = self.sessions.get(self.current or "")
+        return cur is None or not cur.turn_in_progress
+
+    @property
+    def retries_left(self) -> bool:
+        return self.attempts <= self.s.backend.max_retries
+
+    # ---- entry points ------------------------------------------------------------------
+
+    def start(self, now: float) -> list[fx.Effect]:
+        """Open the first session."""
+        self.now = now
+        self.current = self._open("current")
+        return self._take()
+
+    def handle(self, event: ev.WorkerEvent, now: float) -> list[fx.Effect]:
+        """Handle one worker event at time ``now``; return what the adapters must do."""
+        self._advance(now)
+        if self.state is not State.STOPPED:
+            self._dispatch(event)
+            self._check_timers()
+        return self._take()
+
+    def next_deadline(self) -> float | None:
+        """The earliest time at which :class:`Tick` must be handled."""
+        times: list[float] = []
+        cur = self.sessions.get(self.current or "")
+        st = self.state
+        if cur is not None and cur.ready and st in (State.NORMAL, State.MONITORING, State.BUFFERING):
+            if st is State.NORMAL:
+                times.append(cur.opened_at + self.s.transition_threshold_seconds)
+            if not self.forced:
+                times.append(self._hard_deadline(cur))
+        if st is State.MONITORING and self.monitoring_since is not None:
+            times.append(self.monitoring_since + self.s.audio_start_timeout_seconds)
+        nxt = self.sessions.get(self.next or "")
+        if nxt is not None and not nxt.ready:
+            times.append(nxt.opened_at + self.s.next_session_ready_timeout_seconds)
+        if self.retry_at is not None:
+            times.append(self.retry_at)
+        if st is State.PROMOTED and self.promoted_at is not None:
+            times.append(self.promoted_at + OLD_SESSION_GRACE_SECONDS)
+        return min(times) if times else None
+
+    # ---- dispatch ----------------------------------------------------------------------
+
+    def _dispatch(self, event: ev.WorkerEvent) -> None:
+        match event:
+            case ev.MicFrame(seq=seq, pcm=pcm):
+                self._on_mic(seq, pcm)
+            case ev.SessionReady(session_id=sid):
+                self._on_ready(sid)
+            case ev.SessionOutput(session_id=sid, event=out):
+                self._on_output(sid, out)
+            case ev.SessionSent(session_id=sid, seq=seq):
+                if sid == self.next and self.state is State.HANDOFF and seq >= self.drain_seq:
+                    self._fire("buffer_drained")
+            case ev.SessionFailed(session_id=sid, code=code, message=message):
+                self._on_failed(sid, f"{code}: {message}")
+            case ev.SessionClosed(session_id=sid):
+                sess = self.sessions.get(sid)
+                if sess is not None and sess.role in ("current", "next"):
+                    self._on_failed(sid, "stream ended unexpectedly")
+                elif sess is not None and sess.role != "failed":
+                    sess.role = "closed"
+            case ev.Operator(command=command):
+                self._on_operator(command)
+            case ev.Tick() | ev.MicEnded() | ev.PlaybackDone():
+                pass
+
+    def _on_operator(self, command: str) -> None:
+        if command == "force_handoff":
+            if self._allowed("force_handoff"):
+                self.forced = True
+                self._say("[OPERATOR] hand-off forced")
+                self._fire("force_handoff")
+        elif command in ("mute", "unmute"):
+            self.muted = command == "mute"
+            self._say(f"[OPERATOR] microphone {'muted' if self.muted else 'unmuted'}")
+        elif command == "stop":
+            self._stop("stopped by the operator")
+
+    # ---- user audio --------------------------------------------------------------------
+
+    def _audio_target(self) -> Session | None:
+        """The one session that takes live user audio now, if any."""
+        sid = self.next if self.state is State.HANDOFF else self.current
+        if self.state is State.RECOVERING:
+            return None
+        sess = self.sessions.get(sid or "")
+        return sess if sess is not None and sess.live else None
+
+    def _on_mic(self, seq: int, pcm: bytes) -> None:
+        if self.muted:
+            pcm = bytes(len(pcm))
+        self.last_seq = seq
+        self.speech.feed(seq, pcm)
+        target = self._audio_target()
+        self.buffer.append(seq, pcm, sent=target is not None)
+        if target is not None:
+            self._send_audio(target, [(seq, pcm)], ack=self.state is State.HANDOFF)
+        if self.state not in (State.HANDOFF, State.RECOVERING):
+            self._trim_buffer()
+
+    def _send_audio(self, sess: Session, frames: list[tuple[int, bytes]], ack: bool) -> None:
+        if not frames:
+            return
+        if sess.first_seq is None:
+            sess.first_seq = frames[0][0]
+        events = tuple(pr.audio_input(sess.prompt_name, sess.audio_name, pcm) for _, pcm in frames)
+        sess.audio_in_bytes += sum(len(p) for _, p in frames)
+        self._emit(
+            fx.Send(session_id=sess.id, events=events, ack_seq=frames[-1][0] if ack else None)
+        )
+
+    def _trim_buffer(self) -> None:
+        """Keep only what the current session may still have to replay."""
+        keep = self.last_seq + 1 - self.preroll_frames
+        for u in self.speech.utterances:
+            if not self._settled(u):
+                keep = min(keep, u.start - self.preroll_frames)
+                break
+        self.buffer.trim_before(keep)
+        self.speech.prune(keep)
+
+    def _settled(self, u: Utterance) -> bool:
+        """Answered, or so long unheard that no session took it for speech."""
+        if u.answer_done:
+            return True
+        unheard = u.transcript is None and u.end is not None
+        return unheard and self.last_seq - u.end > self.abandon_frames
+
+    # ---- session lifecycle -------------------------------------------------------------
+
+    def _open(self, role: str) -> str:
+        sid = f"s{next(self._ids)}"
+        prompt = f"prompt-{sid}"
+        sess = Session(sid, prompt, f"{prompt}-audio", self.now, role)
+        self.sessions[sid] = sess
+        self.metrics.sessions_opened += 1
+        b = self.s.backend
+        opening = [
+            pr.session_start(b.max_tokens, b.top_p, b.temperature, b.endpointing_sensitivity),
+            pr.prompt_start(prompt, b.voice_id, self.s.audio.output_sample_rate),
+            *pr.text_block(
+                prompt,
+                f"{prompt}-system",
+                "SYSTEM",
+                b.system_prompt,
+                self.s.history.max_text_input_bytes,
+            ),
+        ]
+        self._emit(fx.OpenSession(session_id=sid))
+        self._emit(fx.Send(session_id=sid, events=tuple(opening), opening=True))
+        return sid
+
+    def _close(self, sid: str, failed: bool = False) -> None:
+        sess = self.sessions[sid]
+        if sess.role in ("closed", "failed"):
+            return
+        if not failed:
+            closing: list[dict[str, Any]] = []
+            if sess.live:
+                closing.append(pr.content_end(sess.prompt_name, sess.audio_name))
+            closing += [pr.prompt_end(sess.prompt_name), pr.session_end()]
+            self._emit(fx.Send(session_id=sid, events=tuple(closing)))
+        sess.role = "failed" if failed else "closed"
+        sess.live = False
+        self._emit(fx.CloseSession(session_id=sid))
+
+    def _on_ready(self, sid: str) -> None:
+        sess = self.sessions.get(sid)
+        if sess is None or sess.role in ("closed", "failed"):
+            return
+        sess.ready = True
+        if sid == self.current and not sess.live:
+            # The very first session: it takes everything captured so far.
+            self._start_audio(sess, self.buffer.since(0))
+            self.buffer.mark_sent(0)
+        elif sid == self.next:
+            self._say(f"[READY] {sid} accepted its opening events")
+            self._fire("next_ready")
+
+    def _start_audio(self, sess: Session, frames: list[Any], ack: bool = False) -> None:
+        self._emit(
+            fx.Send(
+                session_id=sess.id,
+                events=(pr.audio_content_start(sess.prompt_name, sess.audio_name),),
+            )
+        )
+        sess.live = True
+        self._send_audio(sess, [(f.seq, f.pcm) for f in frames], ack=False)
+        if ack:
+            self._emit(fx.Send(session_id=sess.id, events=(), ack_seq=self.last_seq))
+
+    def _on_failed(self, sid: str, why: str) -> None:
+        sess = self.sessions.get(sid)
+        if sess is None or sess.role in ("closed", "failed"):
+            return
+        self.metrics.failures += 1
+        role = sess.role
+        self._close(sid, failed=True)
+        self._say(f"[FAILURE] {sid} ({role}) failed: {why}")
+        if sid == self.next:
+            self.next = None
+            self.attempts += 1
+            self._fire("next_failed")
+        elif sid == self.old:
+            self._old_done()
+        elif sid == self.current:
+            if self.state is State.HANDOFF:
+                self.old = None
+            else:
+                self.failed = sid
+                self._fire("current_failed")
+
+    def _schedule_retry(self) -> None:
+        if not self.retries_left:
+            self._say(f"[RETRY] giving up after {self.attempts} failed attempts")
+            self.retry_at = None
+            return
+        delay = min(
+            self.s.backend.retry_max_seconds,
+            self.s.backend.retry_base_seconds * 2 ** (self.attempts - 1),
+        )
+        self.retry_at = self.now + delay
+        self._say(f"[RETRY] attempt {self.attempts + 1} in {delay:.1f}s")
+
+    # ---- model output ------------------------------------------------------------------
+
+    def _on_output(self, sid: str, raw: Any) -> None:
+        sess = self.sessions.get(sid)
+        if sess is None or sess.role in ("closed", "failed"):
+            return
+        try:
+            out = pr.parse_output(raw) if isinstance(raw, dict) else raw
+        except pr.ProtocolError as e:
+            self._on_failed(sid, f"malformed event ({e})")
+            return
+        if out is None:
+            return
+        if sess.cut and not sess.turn_in_progress:
+            return  # an old session's new turn: the next session answers it instead
+        match out:
+            case pr.ContentStart():
+                sess.contents[out.content_id] = out
+                self._on_content_start(sess, out)
+            case pr.TextOutput():
+                self._on_text(sess, out)
+            case pr.AudioOutput():
+                self._on_audio(sess, out)
+            case pr.ContentEnd():
+                self._on_content_end(sess, out)
+            case pr.ToolUse():
+                self._emit(
+                    fx.RunTool(
+                        session_id=sid,
+                        tool_use_id=out.tool_use_id,
+                        tool_name=out.tool_name,
+                        content=out.content,
+                    )
+                )
+
+    def _on_content_start(self, sess: Session, c: pr.ContentStart) -> None:
+        if c.role != "ASSISTANT":
+            return
+        if c.type == "TEXT" and c.stage == pr.SPECULATIVE:
+            if not sess.turn_in_progress:
+                self._answer_started(sess)
+            sess.pending_speculative += 1
+        elif c.type == "AUDIO":
+            if not sess.turn_in_progress:
+                self._answer_started(sess)
+            sess.audio_open = c.content_id
+            if sess.id == self.current and self.state is State.MONITORING:
+                self._say(
+                    f"[AUDIO_START] assistant audio started on {sess.id}: buffering user audio"
+                )
+                self._fire("assistant_audio_started")
+
+    def _answer_started(self, sess: Session) -> None:
+        if sess.history_answers_due:
+            sess.history_answers_due -= 1
+            return
+        for u in self.speech.utterances:
+            if u.transcribed_by == sess.id and not u.answer_started:
+                u.answer_started = True
+                return
+
+    def _on_text(self, sess: Session, t: pr.TextOutput) -> None:
+        content = sess.contents.get(t.content_id)
+        stage = content.stage if content else None
+        if t.interrupted:
+            self._on_interrupted(sess)
+            return
+        if t.role == "USER":
+            if sess.cut:
+                return
+            self._on_user_transcript(sess, t.text)
+        elif t.role == "ASSISTANT":
+            final = stage != pr.SPECULATIVE
+            self._add_transcript(
+                TranscriptLine(kind="assistant", session_id=sess.id, text=t.text, final=final)
+            )
+            if final:
+                self._add_history(hist.Message(hist.ASSISTANT, t.text), None, sess)
+
+    def _on_user_transcript(self, sess: Session, text: str) -> None:
+        u = next(
+            (
+                u
+                for u in self.speech.utterances
+                if u.transcript is None
+                and (sess.first_seq is not None and u.start >= sess.first_seq)
+            ),
+            None,
+        )
+        if u is not None:
+            u.transcript, u.transcribed_by = text, sess.id
+        self._add_transcript(TranscriptLine(kind="user", session_id=sess.id, text=text))
+        self._add_history(hist.Message(hist.USER, text), u, sess)
+
+    def _add_history(self, m: hist.Message, u: Utterance | None, sess: Session) -> None:
+        if sess.cut and self.handoff_index is not None:
+            self.history.insert(self.handoff_index, (m, u))
+            self.handoff_index += 1
+        else:
+            self.history.append((m, u))
+
+    def _on_interrupted(self, sess: Session) -> None:
+        self.metrics.barge_ins += 1
+        if self.s.session_logging.log_barge_in_events:
+            self._say(f"[BARGE_IN] {sess.id}: the user interrupted the assistant")
+        self._add_transcript(
+            TranscriptLine(
+                kind="assistant", session_id=sess.id, text="(interrupted)", interrupted=True
+            )
+        )
+        self.held = [p for p in self.held if p.session_id != sess.id]
+        self._emit(fx.FlushPlayback())
+        sess.pending_speculative = 0
+        self._turn_done(sess)
+
+    def _on_audio(self, sess: Session, a: pr.AudioOutput) -> None:
+        sess.audio_out_bytes += len(a.pcm)
+        play = fx.Play(session_id=sess.id, content_id=a.content_id, pcm=a.pcm)
+        if self.old is not None and sess.id != self.old:
+            self.held.append(play)  # the old session's answer plays to its end first
+        else:
+            self._emit(play)
+
+    def _on_content_end(self, sess: Session, c: pr.ContentEnd) -> None:
+        start = sess.contents.pop(c.content_id, None)
+        if start is None or start.role != "ASSISTANT":
+            return
+        if start.type == "AUDIO" and sess.audio_open == c.content_id:
+            sess.audio_open = None
+        elif start.type == "TEXT" and start.stage == pr.FINAL and sess.pending_speculative:
+            sess.pending_speculative -= 1
+        if c.stop_reason == "INTERRUPTED":
+            sess.pending_speculative = 0
+        if not sess.turn_in_progress:
+            self._turn_done(sess)
+
+    def _turn_done(self, sess: Session) -> None:
+        for u in self.speech.utterances:
+            if u.transcribed_by == sess.id and u.answer_started:
+                u.answer_done = True
+        if sess.audio_open is not None or sess.pending_speculative:
+            return
+        if sess.id == self.old:
+            self._old_done()
+        elif sess.id == self.current and self.state is State.BUFFERING:
+            self._fire("turn_ended")
+
+    def _old_done(self) -> None:
+        old = self.old
+        if old is None:
+            return
+        self.old = None
+        if self.sessions[old].role == "closing":
+            self._close(old)
+        for play in self.held:
+            self._emit(play)
+        self.held = []
+        if self.state is State.PROMOTED:
+            self._fire("old_session_done")
+
+    # ---- timers ------------------------------------------------------------------------
+
+    def _hard_deadline(self, sess: Session) -> float:
+        deadline = sess.opened_at + self.s.hard_deadline_seconds
+        if self.credentials_expire_at is not None:
+            deadline = min(
+                deadline, self.credentials_expire_at - self.s.hard_deadline_margin_seconds
+            )
+        return deadline
+
+    def _check_timers(self) -> None:
+        now, st = self.now, self.state
+        cur = self.sessions.get(self.current or "")
+        if cur is not None and cur.ready:
+            age = now - cur.opened_at
+            if st is State.NORMAL and age >= self.s.transition_threshold_seconds:
+                if self.s.session_logging.log_transitions:
+                    self._say(
+                        f"[THRESHOLD] {cur.id} is {age:.1f}s old: waiting for the assistant to speak"
+                    )
+                self._fire("threshold_reached")
+            if self.state in (
+                State.NORMAL,
+                State.MONITORING,
+                State.BUFFERING,
+            ) and now >= self._hard_deadline(cur):
+                if not self.forced:
+                    self._say(f"[DEADLINE] {cur.id} is {age:.1f}s old: hand-off forced")
+                self.forced = True
+                self._fire("deadline_reached")
+        if (
+            self.state is State.MONITORING
+            and self.monitoring_since is not None
+            and now >= self.monitoring_since + self.s.audio_start_timeout_seconds
+        ):
+            self._say("[AUDIO_START] no assistant audio in time: hand-off forced")
+            self.forced = True
+            self._fire("audio_start_timed_out")
+        nxt = self.sessions.get(self.next or "")
+        if (
+            nxt is not None
+            and not nxt.ready
+            and now >= nxt.opened_at + self.s.next_session_ready_timeout_seconds
+        ):
+            self._on_failed(nxt.id, "not ready in time")
+        if self.retry_at is not None and now >= self.retry_at:
+            self.retry_at = None
+            if self.next is None and self.state in (State.BUFFERING, State.RECOVERING):
+                self.next = self._open("next")
+        if (
+            self.state is State.PROMOTED
+            and self.promoted_at is not None
+            and now >= self.promoted_at + OLD_SESSION_GRACE_SECONDS
+        ):
+            self._say("[PROMOTION] old session did not finish in time: closing it")
+            self._old_done()
+
+    # ---- state callbacks (run by the machine) ------------------------------------------
+
+    def on_enter_MONITORING(self, e: EventData) -> None:
+        self.monitoring_since = self.now
+
+    def on_enter_BUFFERING(self, e: EventData) -> None:
+        if e.transition.source == State.HANDOFF.value:
+            # The next session failed during the hand-off: the current one takes audio again.
+            cur = self.sessions[self.current or ""]
+            cur.cut = False
+            self._schedule_retry()
+            return
+        if self.next is None:
+            self.next = self._open("next")
+            self._say(f"[BUFFERING] opening {self.next} in the background")
+
+    def on_enter_HANDOFF(self, e: EventData) -> None:
+        recovering = e.transition.source == State.RECOVERING.value
+        self.handoff_kind = "recovery" if recovering else "handoff"
+        self.handoff_started = self.now
+        nxt = self.sessions[self.next or ""]
+        old = None if recovering else self.sessions.get(self.current or "")
+        replay_from = self._replay_from(self.failed if recovering else self.current, recovering)
+        frames = self.buffer.since(replay_from)
+        first_kept = frames[0].seq if frames else self.last_seq + 1
+        messages = self._history_for(first_kept, old)
+        blocks: list[dict[str, Any]] = []
+        for i, m in enumerate(messages):
+            blocks += pr.text_block(
+                nxt.prompt_name,
+                f"{nxt.prompt_name}-history-{i}",
+                m.role,
+                m.text,
+                self.s.history.max_text_input_bytes,
+            )
+        nxt.history_bytes = hist.size(messages)
+        nxt.history_answers_due = 1 if messages and messages[-1].role == hist.USER else 0
+        self.metrics.history_bytes_sent.append(nxt.history_bytes)
+        if blocks:
+            self._emit(fx.Send(session_id=nxt.id, events=tuple(blocks)))
+        for u in self.speech.utterances:
+            if u.start >= first_kept and u.transcript is not None and not u.answer_done:
+                u.transcript, u.transcribed_by, u.answer_started = None, None, False
+        if old is not None:
+            old.cut = True
+            self.handoff_index = len(self.history)
+        self.drain_seq = self.last_seq
+        self._start_audio(nxt, frames, ack=True)
+        self.buffer.mark_sent(first_kept)
+        if self.s.session_logging.log_transitions:
+            self._say(
+                f"[HANDOFF] {nxt.id} gets {len(messages)} history messages "
+                f"({nxt.history_bytes} bytes) and {len(frames)} buffered frames"
+            )
+
+    def _replay_from(self, sid: str | None, recovering: bool) -> int:
+        """First frame the next session must hear: after the last utterance ``sid`` answered
+        (began answering, for a hand-off; finished answering, for a recovery)."""
+        start = 0
+        for u in self.speech.utterances:
+            done = u.answer_done if recovering else (u.answer_started or u.answer_done)
+            if u.transcribed_by == sid and done and u.end is not None:
+                start = u.end
+        return start
+
+    def _history_for(self, first_kept: int, old: Session | None) -> list[hist.Message]:
+        """History for the next session: trailing USER turns whose audio is replayed are left
+        out (the replay makes the model answer them); the others are re-sent to be answered."""
+        items = list(self.history)
+        while items and items[-1][0].role == hist.USER:
+            m, u = items[-1]
+            if u is not None and u.start >= first_kept:
+                items.pop()
+                self.history.remove((m, u))
+                continue
+            break
+        messages = [m for m, _ in items]
+        if old is not None and old.turn_in_progress:
+            spoken = [
+                line.text
+                for line in self.transcript
+                if line.session_id == old.id and line.kind == "assistant" and not line.final
+            ]
+            if spoken:
+                messages.append(hist.Message(hist.ASSISTANT, spoken[-1]))
+        h = self.s.history
+        return hist.for_new_session(messages, h.max_messages, h.max_total_bytes)
+
+    def on_enter_PROMOTED(self, e: EventData) -> None:
+        old_id, new_id = self.current, self.next
+        self.current, self.next = new_id, None
+        self.sessions[new_id or ""].role = "current"
+        took = (self.now - (self.handoff_started or self.now)) * 1000
+        if self.handoff_kind == "handoff":
+            self.metrics.handoffs += 1
+        else:
+            self.metrics.recoveries += 1
+        self.metrics.handoff_ms.append(took)
+        self.promoted_at = self.now
+        self._add_transcript(
+            TranscriptLine(
+                kind="handoff", session_id=new_id or "", text=f"{old_id or self.failed} -> {new_id}"
+            )
+        )
+        if self.s.session_logging.log_transitions:
+            self._say(f"[PROMOTION] {new_id} is current ({self.handoff_kind} took {took:.0f} ms)")
+        old = self.sessions.get(old_id or "")
+        if self.handoff_kind == "handoff" and old is not None and old.role == "current":
+            old.role = "closing"
+            self.old = old.id
+            if not old.turn_in_progress:
+                self._old_done()
+        else:
+            self.old = None
+            self._old_done_without_old()
+
+    def _old_done_without_old(self) -> None:
+        for play in self.held:
+            self._emit(play)
+        self.held = []
+        self._fire("old_session_done")
+
+    def on_enter_NORMAL(self, e: EventData) -> None:
+        self.forced = False
+        self.attempts = 0
+        self.retry_at = None
+        self.monitoring_since = None
+        self.handoff_index = None
+        self.failed = None
+        self.promoted_at = None
+        self._trim_buffer()
+
+    def on_enter_RECOVERING(self, e: EventData) -> None:
+        self.current = None
+        self.attempts = 0
+        self._say(f"[RECOVERY] replacing {self.failed}")
+        if self.next is not None:
+            if self.sessions[self.next].ready:
+                self._fire("next_ready")
+        else:
+            self.next = self._open("next")
+
+    def on_enter_STOPPED(self, e: EventData) -> None:
+        for sid, sess in self.sessions.items():
+            if sess.role in ("current", "next", "closing"):
+                self._close(sid)
+        reason = self.stop_reason or "retries exhausted"
+        self._say(f"[STOPPED] {reason}")
+        self._emit(fx.Stopped(reason=reason))
+
+    # ---- machine plumbing --------------------------------------------------------------
+
+    def _allowed(self, trigger: str) -> bool:
+        return trigger in self.machine.get_triggers(self.state)
+
+    def _fire(self, trigger: str) -> None:
+        """Fire ``trigger`` if the table has it for the current state (queued when inside a
+        callback); events the state does not care about are not transitions."""
+        if self._allowed(trigger):
+            self.trigger(trigger)  # type: ignore[attr-defined]
+
+    def schedule_retry(self, e: EventData) -> None:
+        """After a failed next session: open another after a backoff, while retries last."""
+        self._schedule_retry()
+
+    def record_transition(self, e: EventData) -> None:
+        """Runs after every state change: time in state, the log line, the observer."""
+        source, dest = e.transition.source, e.transition.dest
+        spent = self.now - self.state_since
+        self.metrics.time_in_state[source] = self.metrics.time_in_state.get(source, 0.0) + spent
+        self.state_since = self.now
+        at = self.now - self.started_at
+        self.last_transition = TransitionRecord(
+            at=at, trigger=e.event.name, source=source, dest=dest
+        )
+        if self.s.session_logging.log_transitions:
+            self._say(f"[TRANSITION] {source} -> {dest} ({e.event.name})")
+
+    def _on_exception(self, e: EventData) -> None:
+        raise e.error  # type: ignore[misc]
+
+    def _stop(self, reason: str) -> None:
+        self.stop_reason = reason
+        self._fire("stop")
+
+    def stop(self, reason: str, now: float) -> list[fx.Effect]:
+        """End the conversation: close every session properly."""
+        self._advance(now)
+        if self.state is not State.STOPPED:
+            self._stop(reason)
+        return self._take()
+
+    # ---- bookkeeping -------------------------------------------------------------------
+
+    def _advance(self, now: float) -> None:
+        self.now = max(self.now, now)
+
+    def _emit(self, effect: fx.Effect) -> None:
+        self._fx.append(effect)
+
+    def _take(self) -> list[fx.Effect]:
+        out, self._fx = self._fx, []
+        return out
+
+    def _say(self, line: str) -> None:
+        stamped = f"{self.now - self.started_at:9.3f} {line}"
+        self.log.append(stamped)
+        if len(self.log) > LOG_LIMIT:
+            del self.log[: len(self.log) - LOG_LIMIT]
+        self._emit(fx.Log(line=stamped))
+
+    def _add_transcript(self, line: TranscriptLine) -> None:
+        if line.kind == "assistant" and line.final and self.transcript:
+            # FINAL text replaces the SPECULATIVE text it confirms.
+            for i in range(len(self.transcript) - 1, -1, -1):
+                old = self.transcript[i]
+                if (
+                    old.session_id == line.session_id
+                    and old.kind == "assistant"
+                    and not old.final
+                    and old.text == line.text
+                ):
+                    self.transcript[i] = line
+                    return
+        self.transcript.append(line)
+        if len(self.transcript) > TRANSCRIPT_LIMIT:
+            del self.transcript[: len(self.transcript) - TRANSCRIPT_LIMIT]
+
+    # ---- views -------------------------------------------------------------------------
+
+    @property
+    def idle(self) -> bool:
+        """Nothing is being said or answered, and nothing is switching."""
+        busy = any(
+            s.turn_in_progress for s in self.sessions.values() if s.role in ("current", "closing")
+        )
+        waiting = any(
+            u.transcript is not None and not u.answer_done for u in self.speech.utterances
+        )
+        return self.state is State.NORMAL and not busy and not waiting and self.speech.open is None
+
+    def productive_pct(self) -> float:
+        total = self.now - self.started_at
+        if total <= 0:
+            return 100.0
+        t = dict(self.metrics.time_in_state)
+        t[self.state.value] = t.get(self.state.value, 0.0) + (self.now - self.state_since)
+        unproductive = t.get("HANDOFF", 0.0) + t.get("RECOVERING", 0.0)
+        return 100.0 * (1 - unproductive / total)
+
+    def snapshot(self) -> Snapshot:
+        cur = self.sessions.get(self.current or "")
+        age = self.now - cur.opened_at if cur else 0.0
+        views = tuple(
+            SessionView(
+                session_id=s.id,
+                role=s.role,
+                age_seconds=self.now - s.opened_at,
+                ready=s.ready,
+                audio_in_bytes=s.audio_in_bytes,
+                audio_out_bytes=s.audio_out_bytes,
+            )
+            for s in self.sessions.values()
+            if s.role in ("current", "next", "closing") or self.now - s.opened_at < 5
+        )
+        ms = self.metrics.handoff_ms
+        return Snapshot(
+            now=self.now - self.started_at,
+            state=self.state.value,
+            last_transition=self.last_transition,
+            session_age_seconds=age,
+            threshold_seconds=self.s.transition_threshold_seconds,
+            hard_deadline_seconds=self.s.hard_deadline_seconds,
+            limit_seconds=self.s.session_limit_seconds,
+            buffer_bytes=self.buffer.bytes,
+            buffer_cap_bytes=self.buffer.cap_bytes,
+            sessions=views,
+            transcript=tuple(self.transcript[-100:]),
+            log=tuple(self.log[-100:]),
+            metrics={
+                "handoffs": float(self.metrics.handoffs),
+                "recoveries": float(self.metrics.recoveries),
+                "productive_pct": self.productive_pct(),
+                "last_handoff_ms": ms[-1] if ms else 0.0,
+                "peak_buffer_bytes": float(self.buffer.peak_bytes),
+                "frames_lost": float(self.buffer.lost_frames),
+            },
+            muted=self.muted,
+            mic_level_db=self.speech.last_level_db,
+        )

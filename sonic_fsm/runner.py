@@ -1,0 +1,349 @@
+"""The asyncio adapter around the engine: workers, one queue, one consumer.
+
+Workers turn the outside world into events: the microphone worker, one worker per
+session (its sends in order, its output stream), the timer. The consumer hands each event
+to the engine with the loop's time and carries out the effects the engine returns. The
+same code runs in real time and, on :class:`sonic_fsm.clock.VirtualTimeLoop`, in virtual time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime
+import itertools
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sonic_fsm import effects as fx
+from sonic_fsm import events as ev
+from sonic_fsm import protocol as pr
+from sonic_fsm.audio.base import AudioSink, AudioSource
+from sonic_fsm.backends.base import Backend, Session
+from sonic_fsm.engine import Engine
+from sonic_fsm.errors import SessionError
+from sonic_fsm.machine import State
+from sonic_fsm.observer import NullObserver, Observer
+from sonic_fsm.settings import Settings
+from sonic_fsm.snapshot import Snapshot
+
+SETTLE_SECONDS = 2.0  # quiet time after the input ended before a headless run finishes
+MAX_TAIL_SECONDS = 60.0  # a headless run never waits longer than this after its input ended
+
+_CLOSE = object()
+
+
+@dataclass
+class RunResult:
+    """What a finished conversation reports."""
+
+    reason: str
+    seconds: float
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+
+class _SessionWorker:
+    """Carries out one session's effects in order and reads its output stream."""
+
+    def __init__(self, conv: Conversation, session_id: str) -> None:
+        self.conv = conv
+        self.id = session_id
+        self.outbox: asyncio.Queue[Any] = asyncio.Queue()
+        self.session: Session | None = None
+        self.task = asyncio.create_task(self._run(), name=f"session-{session_id}")
+        self.reader: asyncio.Task[None] | None = None
+
+    async def _run(self) -> None:
+        conv, sid = self.conv, self.id
+        timeout = conv.settings.backend.open_timeout_seconds
+        try:
+            self.session = await asyncio.wait_for(conv.backend.open(sid), timeout)
+        except TimeoutError:
+            conv.post(ev.SessionFailed(session_id=sid, code="Timeout", message="open timed out"))
+            return
+        except SessionError as e:
+            conv.post(ev.SessionFailed(session_id=sid, code=e.code, message=e.message, retryable=e.retryable))
+            return
+        self.reader = asyncio.create_task(self._read(), name=f"reader-{sid}")
+        try:
+            while True:
+                item = await self.outbox.get()
+                if item is _CLOSE:
+                    break
+                await self._send(item)
+        except SessionError as e:
+            conv.post(ev.SessionFailed(session_id=sid, code=e.code, message=e.message, retryable=e.retryable))
+        await self._close()
+
+    async def _send(self, item: fx.Send) -> None:
+        assert self.session is not None
+        for event in item.events:
+            await self.session.send(event)
+            self.conv.observer.event_sent(self.id, self.conv.now(), event)
+        if item.opening:
+            self.conv.post(ev.SessionReady(session_id=self.id))
+        if item.ack_seq is not None:
+            self.conv.post(ev.SessionSent(session_id=self.id, seq=item.ack_seq))
+
+    async def _read(self) -> None:
+        assert self.session is not None
+        conv, sid = self.conv, self.id
+        try:
+            while (out := await self.session.receive()) is not None:
+                conv.observer.event_received(sid, conv.now(), out)
+                conv.post(ev.SessionOutput(session_id=sid, event=out))
+        except SessionError as e:
+            conv.post(ev.SessionFailed(session_id=sid, code=e.code, message=e.message, retryable=e.retryable))
+            return
+        conv.post(ev.SessionClosed(session_id=sid))
+
+    async def _close(self) -> None:
+        if self.session is None:
+            return
+        timeout = self.conv.settings.backend.close_timeout_seconds
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.session.close(), timeout)
+        if self.reader is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(self.reader), timeout)
+            except (TimeoutError, asyncio.CancelledError):
+                self.reader.cancel()
+        self.conv.observer.session_closed(self.id, self.conv.now(), {})
+
+    def abandon(self) -> None:
+        """Stop at once (failed session): no more sends, release in the background."""
+        self.outbox.put_nowait(_CLOSE)
+
+
+class Conversation:
+    """A running conversation: the engine with its workers. ``run()`` until it ends."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        backend: Backend,
+        source: AudioSource,
+        sink: AudioSink,
+        observer: Observer | None = None,
+        log: Callable[[str], None] | None = None,
+        finish_when_input_ends: bool = True,
+        tools: dict[str, Callable[[str], Any]] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.backend = backend
+        self.source = source
+        self.sink = sink
+        self.observer: Observer = observer or NullObserver()
+        self.log = log or (lambda line: None)
+        self.finish_when_input_ends = finish_when_input_ends
+        self.tools = tools if tools is not None else {"getDateAndTimeTool": date_and_time}
+        self.queue: asyncio.Queue[ev.WorkerEvent] = asyncio.Queue()
+        self.engine: Engine | None = None
+        self.workers: dict[str, _SessionWorker] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._rearm = asyncio.Event()
+        self._input_ended_at: float | None = None
+        self._quiet_since: float | None = None
+        self._stopped: str | None = None
+        self._tool_ids = itertools.count(1)
+        self.engine_events = 0
+
+    # ---- the public face ---------------------------------------------------------------
+
+    def now(self) -> float:
+        assert self._loop is not None
+        return self._loop.time()
+
+    def post(self, event: ev.WorkerEvent) -> None:
+        """Put an event on the queue (from the loop's thread)."""
+        self.queue.put_nowait(event)
+
+    def submit(self, event: ev.WorkerEvent) -> None:
+        """Put an event on the queue from any thread (the dashboard, a signal handler)."""
+        if self._loop is None:
+            self.queue.put_nowait(event)
+        else:
+            self._loop.call_soon_threadsafe(self.queue.put_nowait, event)
+
+    def snapshot(self) -> Snapshot | None:
+        return self.engine.snapshot() if self.engine else None
+
+    async def run(self) -> RunResult:
+        self._loop = asyncio.get_running_loop()
+        start = self.now()
+        start_sink = getattr(self.sink, "start", None)
+        if start_sink is not None:
+            start_sink(start)
+        self.engine = Engine(self.settings, start)
+        self._apply(self.engine.start(start))
+        mic = asyncio.create_task(self._mic(), name="mic")
+        timer = asyncio.create_task(self._timer(), name="timer")
+        try:
+            while self._stopped is None:
+                event = await self.queue.get()
+                self.engine_events += 1
+                before = self.engine.next_deadline()
+                self._apply(self.engine.handle(event, self.now()))
+                if self.engine.next_deadline() != before:
+                    self._rearm.set()
+                self._check_finished()
+        finally:
+            mic.cancel()
+            timer.cancel()
+            if self.engine.state is not State.STOPPED:
+                self._apply(self.engine.stop(self._stopped or "cancelled", self.now()))
+            await self._shutdown()
+        return RunResult(reason=self._stopped or "cancelled", seconds=self.now() - start, metrics=self.metrics())
+
+    # ---- workers -----------------------------------------------------------------------
+
+    async def _mic(self) -> None:
+        seq = 0
+        chunk = self.settings.audio.chunk_frames * 2
+        async for pcm in self.source.frames():
+            self.post(ev.MicFrame(seq=seq, pcm=pcm))
+            seq += 1
+        self._input_ended_at = self.now()
+        self.post(ev.MicEnded())
+        # A microphone keeps streaming after the speaker stops: silence, so the model can
+        # end-point the last utterance and the stream stays alive until the run ends.
+        period = self.settings.audio.chunk_frames / self.settings.audio.input_sample_rate
+        t0 = self.now()
+        for i in itertools.count(1):
+            await asyncio.sleep(max(0.0, t0 + i * period - self.now()))
+            self.post(ev.MicFrame(seq=seq, pcm=bytes(chunk)))
+            seq += 1
+
+    async def _timer(self) -> None:
+        assert self.engine is not None
+        fired: float | None = None
+        while True:
+            self._rearm.clear()
+            deadline = self.engine.next_deadline()
+            if deadline == fired:
+                deadline = None  # already told; wait until the engine's deadline changes
+            timeout = None if deadline is None else max(0.0, deadline - self.now())
+            try:
+                await asyncio.wait_for(self._rearm.wait(), timeout)
+            except TimeoutError:
+                fired = deadline
+                self.post(ev.Tick())
+
+    # ---- effects -----------------------------------------------------------------------
+
+    def _apply(self, effects: list[fx.Effect]) -> None:
+        now = self.now()
+        for e in effects:
+            match e:
+                case fx.OpenSession(session_id=sid):
+                    self.workers[sid] = _SessionWorker(self, sid)
+                    self.observer.session_opened(sid, now, [])
+                case fx.Send(session_id=sid):
+                    worker = self.workers.get(sid)
+                    if worker is not None:
+                        worker.outbox.put_nowait(e)
+                case fx.CloseSession(session_id=sid):
+                    worker = self.workers.get(sid)
+                    if worker is not None:
+                        worker.abandon()
+                case fx.Play(pcm=pcm):
+                    self.sink.play(pcm, now)
+                case fx.FlushPlayback():
+                    self.sink.flush(now)
+                case fx.RunTool():
+                    self._run_tool(e)
+                case fx.Log(line=line):
+                    self.log(line)
+                case fx.Stopped(reason=reason):
+                    self._stopped = reason
+
+    def _run_tool(self, e: fx.RunTool) -> None:
+        worker = self.workers.get(e.session_id)
+        engine = self.engine
+        if worker is None or engine is None:
+            return
+        tool = self.tools.get(e.tool_name)
+        result = tool(e.content) if tool else {"error": f"unknown tool {e.tool_name}"}
+        sess = engine.sessions[e.session_id]
+        name = f"{sess.prompt_name}-tool-{next(self._tool_ids)}"
+        events = pr.tool_result_block(sess.prompt_name, name, e.tool_use_id, result)
+        worker.outbox.put_nowait(fx.Send(session_id=e.session_id, events=tuple(events)))
+
+    # ---- the end -----------------------------------------------------------------------
+
+    def _check_finished(self) -> None:
+        engine = self.engine
+        if engine is None or self._stopped or self._input_ended_at is None:
+            return
+        if not self.finish_when_input_ends:
+            return
+        now = self.now()
+        quiet = engine.idle and self.sink.queued_seconds(now) == 0
+        if not quiet:
+            self._quiet_since = None
+        elif self._quiet_since is None:
+            self._quiet_since = now
+        settled = quiet and self._quiet_since is not None and now - self._quiet_since >= SETTLE_SECONDS
+        if settled or now - self._input_ended_at >= MAX_TAIL_SECONDS:
+            self._apply(engine.stop("the input ended", now))
+
+    async def _shutdown(self) -> None:
+        timeout = self.settings.backend.close_timeout_seconds + 1
+        tasks = [w.task for w in self.workers.values()]
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=timeout)
+            for t in pending:
+                t.cancel()
+        with contextlib.suppress(Exception):
+            await self.backend.aclose()
+        await self.source.aclose()
+        await self.sink.aclose()
+        self.observer.close()
+
+    def metrics(self) -> dict[str, Any]:
+        engine = self.engine
+        if engine is None:
+            return {}
+        m = engine.metrics
+        ms = sorted(m.handoff_ms)
+        return {
+            "sessions": m.sessions_opened,
+            "handoffs": m.handoffs,
+            "recoveries": m.recoveries,
+            "failures": m.failures,
+            "barge_ins": m.barge_ins,
+            "time_in_state_seconds": {k: round(v, 3) for k, v in engine_time_in_state(engine).items()},
+            "productive_pct": round(engine.productive_pct(), 3),
+            "peak_buffer_bytes": engine.buffer.peak_bytes,
+            "frames_lost": engine.buffer.lost_frames,
+            "history_bytes_sent": m.history_bytes_sent,
+            "handoff_ms": [round(x, 3) for x in m.handoff_ms],
+            "handoff_ms_p50": percentile(ms, 50),
+            "handoff_ms_p99": percentile(ms, 99),
+            "engine_events": self.engine_events,
+        }
+
+
+def engine_time_in_state(engine: Engine) -> dict[str, float]:
+    t = dict(engine.metrics.time_in_state)
+    t[engine.state.value] = t.get(engine.state.value, 0.0) + engine.now - engine.state_since
+    return t
+
+
+def percentile(sorted_values: list[float], p: float) -> float | None:
+    if not sorted_values:
+        return None
+    k = min(len(sorted_values) - 1, max(0, round(p / 100 * (len(sorted_values) - 1))))
+    return round(sorted_values[k], 3)
+
+
+def date_and_time(content: str) -> dict[str, str]:
+    """The built-in tool: today's date and the time (this is an adapter: it may read a clock)."""
+    now = datetime.datetime.now().astimezone()
+    return {"date": now.strftime("%A, %d %B %Y"), "time": now.strftime("%H:%M"), "timezone": str(now.tzinfo)}
+
+
+def dumps(result: RunResult) -> str:
+    return json.dumps({"reason": result.reason, "seconds": round(result.seconds, 3), **result.metrics}, indent=2)
