@@ -28,7 +28,7 @@ from tui import sample
 from tui.app import DEMO_OVERRIDES, DIAGRAM_FILE, Dashboard, StartupErrorApp
 from tui.present import Edge, edges, exits, new_log_lines, settings_toml, visible_transcript
 from tui.screens import ErrorScreen, HelpScreen, SettingsScreen
-from tui.widgets import StateStrip, Transcript
+from tui.widgets import AgeGauge, MetricsPanel, StateStrip, Transcript
 
 SIZE = (120, 40)
 
@@ -141,10 +141,9 @@ async def test_buffering_screen_shows_every_panel() -> None:
         text = screen_text(app)
     for expected in (
         "state machine",
-        "last MONITORING ─assistant_audio_started→ BUFFERING  1.6 s ago",
+        "last MONITORING ─assistant_audio_started→ BUFFERING  at 67.4 s",
         "35.8 s of 60 s",
         "1.59 s of 10 s",
-        "s3       next",
         "hand-off s1 → s2",
         "interrupted by the user",
         "Answer to utterance 4. …",
@@ -153,6 +152,8 @@ async def test_buffering_screen_shows_every_panel() -> None:
         "184 ms",
     ):
         assert expected in text, expected
+    rows = [line.split() for line in text.splitlines() if "│ s3 " in line]
+    assert rows and rows[0][1:5] == ["s3", "next", "1.6", "s"]
 
 
 # -- keys -----------------------------------------------------------------------------------
@@ -338,6 +339,30 @@ async def test_the_timer_polls_and_never_renders_more_often_than_it_polls() -> N
 
 
 @sync
+async def test_a_panel_repaints_only_when_what_it_shows_changed() -> None:
+    source = sample.FixedSource(sample.normal())
+    app = Dashboard(source, poll_seconds=None)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        strip, age, metrics = (
+            app.query_one(StateStrip),
+            app.query_one(AgeGauge),
+            app.query_one(MetricsPanel),
+        )
+        before = (strip.repaints, age.repaints, metrics.repaints)
+        source.current = replace(source.current, now=12.01)  # the engine's clock moved
+        assert app.poll() is True
+        await pilot.pause()
+        assert (strip.repaints, age.repaints, metrics.repaints) == before
+        source.current = replace(source.current, session_age_seconds=12.3)
+        app.poll()
+        await pilot.pause()
+        assert age.repaints == before[1] + 1
+        assert (strip.repaints, metrics.repaints) == (before[0], before[2])
+        assert "12.3 s of 60 s" in screen_text(app)
+
+
+@sync
 async def test_transcript_keeps_only_the_tail(monkeypatch: pytest.MonkeyPatch) -> None:
     lines = tuple(
         TranscriptLine(kind="user" if i % 2 else "assistant", session_id="s1", text=f"line {i}")
@@ -382,7 +407,7 @@ async def test_a_handoff_between_two_frames_still_shows_its_path() -> None:
         source.current = replace(source.current, now=20.0)
         app.poll()
         await pilot.pause()
-        assert "last PROMOTED ─old_session_done→ NORMAL  7.9 s ago" in screen_text(app)
+        assert "last PROMOTED ─old_session_done→ NORMAL  at 12.1 s" in screen_text(app)
 
 
 @sync

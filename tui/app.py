@@ -87,8 +87,8 @@ class Dashboard(App[int]):
         Binding("q", "quit", "Quit"),
     ]
 
-    snapshot: reactive[Snapshot | None] = reactive(None)
-    """The latest snapshot shown; every panel is bound to it."""
+    snapshot: reactive[Snapshot | None] = reactive(None, repaint=False)
+    """The latest snapshot shown; every panel is bound to it (and repaints only itself)."""
 
     def __init__(
         self,

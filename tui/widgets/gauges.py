@@ -1,7 +1,7 @@
 """Two bars: the current session's age against the limit, the transition buffer against its cap.
 
-Both redraw from the latest snapshot only (the parent coalesces updates), so a burst of
-engine events costs one repaint.
+Both redraw from the latest snapshot only (the parent coalesces updates), and only when
+what they show (a tenth of a second, a byte count) changed.
 """
 
 from __future__ import annotations
@@ -10,16 +10,15 @@ from typing import ClassVar
 
 from rich.style import Style
 from rich.text import Text
-from textual.reactive import reactive
-from textual.widget import Widget
 
 from sonic_fsm.snapshot import Snapshot
 from tui.present import INPUT_BYTES_PER_SECOND, bar_cells, human_bytes
+from tui.widgets.panel import SnapshotPanel
 
 FULL, EMPTY, MARK = "█", "░", "┃"
 
 
-class _Gauge(Widget):
+class _Gauge(SnapshotPanel):
     COMPONENT_CLASSES: ClassVar[set[str]] = {
         "gauge--ok",
         "gauge--warn",
@@ -27,9 +26,6 @@ class _Gauge(Widget):
         "gauge--empty",
         "gauge--label",
     }
-
-    snapshot: reactive[Snapshot | None] = reactive(None)
-    """The latest snapshot; the parent pushes it in."""
 
     def style_of(self, name: str) -> Style:
         return self.get_component_rich_style(f"gauge--{name}")
@@ -50,6 +46,16 @@ class _Gauge(Widget):
 
 class AgeGauge(_Gauge):
     """Session age from 0 to the limit; the threshold and the hard deadline are marked."""
+
+    def view_key(self, snap: Snapshot | None) -> object:
+        if snap is None:
+            return None
+        return (
+            round(snap.session_age_seconds, 1),
+            snap.threshold_seconds,
+            snap.hard_deadline_seconds,
+            snap.limit_seconds,
+        )
 
     def render(self) -> Text:
         snap = self.snapshot
@@ -93,6 +99,9 @@ class AgeGauge(_Gauge):
 
 class BufferGauge(_Gauge):
     """The transition buffer's fill: seconds and bytes against its cap."""
+
+    def view_key(self, snap: Snapshot | None) -> object:
+        return None if snap is None else (snap.buffer_bytes, snap.buffer_cap_bytes)
 
     def render(self) -> Text:
         snap = self.snapshot

@@ -7,17 +7,16 @@ from typing import ClassVar
 from rich.style import Style
 from rich.table import Table
 from rich.text import Text
-from textual.reactive import reactive
-from textual.widget import Widget
 
 from sonic_fsm.snapshot import Snapshot
 from tui.present import bar_cells
+from tui.widgets.panel import SnapshotPanel
 
 MIC_FLOOR_DB = -60.0
 METER_CELLS = 12
 
 
-class MetricsPanel(Widget):
+class MetricsPanel(SnapshotPanel):
     """Metrics from the snapshot's dict; a key the engine does not report yet shows as ``–``."""
 
     COMPONENT_CLASSES: ClassVar[set[str]] = {
@@ -27,8 +26,15 @@ class MetricsPanel(Widget):
         "metrics--meter",
     }
 
-    snapshot: reactive[Snapshot | None] = reactive(None)
-    """The latest snapshot; the parent pushes it in."""
+    def view_key(self, snap: Snapshot | None) -> object:
+        if snap is None:
+            return None
+        return (
+            tuple(sorted(snap.metrics.items())),
+            snap.muted,
+            snap.recording,
+            round(snap.mic_level_db),
+        )
 
     def _style(self, name: str) -> Style:
         return self.get_component_rich_style(f"metrics--{name}")

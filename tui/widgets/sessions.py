@@ -11,11 +11,16 @@ from textual.widgets import DataTable
 from sonic_fsm.snapshot import SessionView, Snapshot
 from tui.present import human_bytes
 
-COLUMNS = ("session", "role", "age", "ready", "audio in", "audio out")
+COLUMNS = {"session": 8, "role": 8, "age": 7, "ready": 5, "audio in": 9, "audio out": 9}
+"""Column label -> fixed width: fixed widths let a cell change without a new layout."""
 
 
 class SessionsTable(DataTable[Text | str]):
-    """One row per session the engine still reports, current first as the engine lists them."""
+    """One row per session the engine reports, in the engine's order.
+
+    Ages and byte counts change on every frame: those cells are updated in place, and the
+    rows are rebuilt only when a session appears, goes or changes role.
+    """
 
     COMPONENT_CLASSES: ClassVar[set[str]] = DataTable.COMPONENT_CLASSES | {
         "sessions--current",
@@ -30,19 +35,36 @@ class SessionsTable(DataTable[Text | str]):
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id, cursor_type="none", zebra_stripes=False, show_cursor=False)
-        self._shown: tuple[SessionView, ...] | None = None
+        self._shown: tuple[SessionView, ...] = ()
+        self.rebuilds = 0
+        """How many times the rows were rebuilt rather than updated in place."""
 
     def on_mount(self) -> None:
-        self.add_columns(*COLUMNS)
+        for label, width in COLUMNS.items():
+            self.add_column(label, key=label, width=width)
 
     def watch_snapshot(self, snap: Snapshot | None) -> None:
         sessions = snap.sessions if snap else ()
         if sessions == self._shown:
             return
+        same_rows = [(s.session_id, s.role) for s in sessions] == [
+            (s.session_id, s.role) for s in self._shown
+        ]
+        if same_rows:
+            for new, old in zip(sessions, self._shown, strict=True):
+                if new == old:
+                    continue
+                for label, cell, before in zip(
+                    COLUMNS, self._row(new), self._row(old), strict=True
+                ):
+                    if cell != before:
+                        self.update_cell(new.session_id, label, cell)
+        else:
+            self.rebuilds += 1
+            self.clear()
+            for s in sessions:
+                self.add_row(*self._row(s), key=s.session_id)
         self._shown = sessions
-        self.clear()
-        for s in sessions:
-            self.add_row(*self._row(s), key=s.session_id)
 
     def _row(self, s: SessionView) -> tuple[Text | str, ...]:
         key = f"sessions--{s.role}"

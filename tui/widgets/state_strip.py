@@ -15,12 +15,11 @@ from typing import ClassVar
 
 from rich.style import Style
 from rich.text import Text
-from textual.reactive import reactive
-from textual.widget import Widget
 
 from sonic_fsm import machine
 from sonic_fsm.snapshot import Snapshot, TransitionRecord
 from tui.present import Edge, edges, exits, new_log_lines, recent_transitions, state_name
+from tui.widgets.panel import SnapshotPanel
 
 NBSP = "\u00a0"
 _ACTIVE = Style(reverse=True, bold=True)
@@ -29,7 +28,7 @@ GLOW_SECONDS = 2.0
 TRAIL_KEEP = 64
 
 
-class StateStrip(Widget):
+class StateStrip(SnapshotPanel):
     """Every state of the machine, the active one highlighted."""
 
     COMPONENT_CLASSES: ClassVar[set[str]] = {
@@ -45,9 +44,6 @@ class StateStrip(Widget):
         "state-strip--stopped",
     }
 
-    snapshot: reactive[Snapshot | None] = reactive(None)
-    """The latest snapshot; the parent pushes it in."""
-
     def __init__(self, *, name: str | None = None, id: str | None = None) -> None:
         super().__init__(name=name, id=id)
         self.states: list[str] = [state_name(s) for s in machine.State]
@@ -58,15 +54,19 @@ class StateStrip(Widget):
         self._known: tuple[TransitionRecord, ...] = ()
 
     def watch_snapshot(self, snap: Snapshot | None) -> None:
+        if snap is not None:
+            known = recent_transitions(snap)
+            if known != self._known:
+                _, new = new_log_lines(self._known, known)
+                self._known = known
+                self.trail.extend(new)
+                del self.trail[:-TRAIL_KEEP]
+        super().watch_snapshot(snap)
+
+    def view_key(self, snap: Snapshot | None) -> object:
         if snap is None:
-            return
-        known = recent_transitions(snap)
-        if known == self._known:
-            return
-        _, new = new_log_lines(self._known, known)
-        self._known = known
-        self.trail.extend(new)
-        del self.trail[:-TRAIL_KEEP]
+            return None
+        return (state_name(snap.state), tuple(self.recent(snap.now)), tuple(self.trail[-1:]))
 
     def recent(self, now: float) -> list[TransitionRecord]:
         """The transitions of the last ``GLOW_SECONDS`` (engine time), oldest first."""
@@ -116,7 +116,7 @@ class StateStrip(Widget):
                 text.append(t.trigger, style="bold")
                 text.append("→ ", style=arrow)
                 text.append(dst, style=self.get_component_rich_style(self.state_style(dst)))
-            text.append(f"  {max(snap.now - path[-1].at, 0.0):.1f} s ago", style=label)
+            text.append(f"  at {path[-1].at:.1f} s", style=label)
         ways = exits(self.edges, active)
         if ways:
             text.append("\n")
