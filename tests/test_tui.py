@@ -25,7 +25,14 @@ from sonic_fsm.events import Operator
 from sonic_fsm.runner import Conversation
 from sonic_fsm.snapshot import TranscriptLine
 from tui import sample
-from tui.app import DEMO_OVERRIDES, DIAGRAM_FILE, Dashboard, StartupErrorApp
+from tui.app import (
+    DEMO_OVERRIDES,
+    DIAGRAM_FILE,
+    Dashboard,
+    StartupErrorApp,
+    describe_error,
+    make_app,
+)
 from tui.present import Edge, edges, exits, new_log_lines, settings_toml, visible_transcript
 from tui.screens import ErrorScreen, HelpScreen, SettingsScreen
 from tui.widgets import AgeGauge, MetricsPanel, StateStrip, Transcript
@@ -252,13 +259,31 @@ async def test_an_engine_error_is_a_message_not_a_traceback() -> None:
 
 @sync
 async def test_startup_error_screen_names_the_problem() -> None:
-    problem = settings.SettingsError("setting backend.kind: must be 'emulator' or 'bedrock'")
-    app = StartupErrorApp(str(problem))
+    def build(s: settings.Settings, **_: Any) -> sample.FixedSource:
+        raise settings.SettingsError("setting backend.kind: must be 'emulator' or 'bedrock'")
+
+    app = make_app(settings.Settings(), build=build)
+    assert isinstance(app, StartupErrorApp)
     async with app.run_test(size=(100, 24)) as pilot:
         await pilot.pause()
         assert "setting backend.kind: must be 'emulator' or 'bedrock'" in screen_text(app)
         await pilot.press("q")
     assert app.return_code == 2
+
+
+def test_make_app_builds_the_dashboard_on_the_conversation() -> None:
+    s = settings.Settings()
+    source = sample.FixedSource(sample.normal(), s)
+    app = make_app(s, build=lambda settings, mic, speaker: source)
+    assert isinstance(app, Dashboard) and app.source is source and app.settings is s
+
+
+def test_errors_read_as_one_line() -> None:
+    assert describe_error(SessionError("ThrottlingException", "slow down")) == (
+        "ThrottlingException: slow down"
+    )
+    assert describe_error(KeyError("x")) == "KeyError: 'x'"
+    assert describe_error(settings.SettingsError("setting a: bad")) == "setting a: bad"
 
 
 @sync

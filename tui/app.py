@@ -13,6 +13,7 @@ import asyncio
 import inspect
 import sys
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
@@ -279,9 +280,10 @@ class StartupErrorApp(App[int]):
         Binding("escape", "quit", "Quit", show=False),
     ]
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, error: BaseException) -> None:
         super().__init__()
-        self.message = message
+        self.error = error
+        self.message = describe_error(error)
 
     def compose(self) -> ComposeResult:
         yield Header(icon="◆")
@@ -294,17 +296,32 @@ class StartupErrorApp(App[int]):
         self.exit(2, return_code=2)
 
 
-def main(settings: Settings, mic: Any = None, speaker: Any = None) -> int:
-    """Run the dashboard on a conversation built from ``settings``; returns the exit code."""
-    from sonic_fsm.runner import build_conversation
+Build = Callable[..., Source]
+"""``build_conversation(settings, mic=..., speaker=...)``: the lead's, or a stand-in in tests."""
 
+
+def make_app(
+    settings: Settings, mic: Any = None, speaker: Any = None, *, build: Build | None = None
+) -> Dashboard | StartupErrorApp:
+    """The dashboard on a conversation built from ``settings``, or the start-up error screen."""
+    if build is None:
+        from sonic_fsm.runner import build_conversation as build
     try:
-        conversation = build_conversation(settings, mic=mic, speaker=speaker)
+        conversation = build(settings, mic=mic, speaker=speaker)
     except Exception as e:
-        StartupErrorApp(describe_error(e)).run()
-        if not isinstance(e, STARTUP_ERRORS):
-            traceback.print_exception(e, file=sys.stderr)
-        return 2
-    app = Dashboard(conversation, settings=settings)
+        return StartupErrorApp(e)
+    return Dashboard(conversation, settings=settings)
+
+
+def main(settings: Settings, mic: Any = None, speaker: Any = None) -> int:
+    """Run the dashboard (``sonic-fsm tui``, ``make run``); returns the exit code.
+
+    0 after a clean quit, 1 when the conversation stopped with an error, 2 when it could not
+    start (bad settings, no credentials, no audio device: one line on the screen).
+    """
+    app = make_app(settings, mic, speaker)
     app.run()
+    if isinstance(app, StartupErrorApp) and not isinstance(app.error, STARTUP_ERRORS):
+        # Not a user's mistake: keep the details for a bug report.
+        traceback.print_exception(app.error, file=sys.stderr)
     return app.return_code or 0
