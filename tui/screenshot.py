@@ -2,7 +2,10 @@
 
 ``python -m tui.screenshot docs/dashboard.svg`` draws the fixed BUFFERING sample (the same
 screen the snapshot test keeps); ``--live`` runs the demo conversation on the in-process
-emulator and takes the picture the first time it sees ``--state`` (default BUFFERING).
+emulator (a simulated talker, real time) and takes the picture the first time it sees
+``--state`` after ``--handoffs`` hand-offs. The README's picture:
+
+    .venv/bin/python -m tui.screenshot --live --handoffs 1 docs/dashboard.svg
 """
 
 from __future__ import annotations
@@ -18,12 +21,20 @@ from tui.sample import FixedSource, buffering
 SIZE = (120, 40)
 
 
-async def shoot(app: Dashboard, target: Path, state: str | None, timeout: float) -> str:
+async def shoot(
+    app: Dashboard, target: Path, state: str | None, timeout: float, handoffs: int = 0
+) -> str:
+    def arrived() -> bool:
+        snap = app.snapshot
+        return (
+            snap is not None and snap.state == state and snap.metrics.get("handoffs", 0) >= handoffs
+        )
+
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
         if state is not None:
             deadline = time.monotonic() + timeout
-            while app.snapshot is None or app.snapshot.state != state:
+            while not arrived():
                 if time.monotonic() > deadline:
                     raise SystemExit(
                         f"screenshot: the dashboard did not reach {state} in {timeout:g} s"
@@ -38,21 +49,26 @@ async def shoot(app: Dashboard, target: Path, state: str | None, timeout: float)
     return seen
 
 
+async def live(target: Path, state: str, timeout: float, handoffs: int) -> str:
+    from sonic_fsm import settings
+    from tui.app import DEMO_OVERRIDES
+    from tui.measure import demo_conversation
+
+    s = settings.load(None, DEMO_OVERRIDES)
+    app = Dashboard(demo_conversation(s), settings=s)
+    return await shoot(app, target, state, timeout, handoffs)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tui.screenshot", description=__doc__)
     parser.add_argument("target", nargs="?", default="docs/dashboard.svg", type=Path)
     parser.add_argument("--live", action="store_true", help="run the demo on the emulator")
     parser.add_argument("--state", default="BUFFERING", help="with --live: the state to catch")
-    parser.add_argument("--timeout", type=float, default=90.0, help="with --live: give up after")
+    parser.add_argument("--handoffs", type=int, default=0, help="with --live: after this many")
+    parser.add_argument("--timeout", type=float, default=150.0, help="with --live: give up after")
     args = parser.parse_args(argv)
     if args.live:
-        from sonic_fsm import settings
-        from sonic_fsm.runner import build_conversation
-        from tui.app import DEMO_OVERRIDES
-
-        s = settings.load(None, DEMO_OVERRIDES)
-        app = Dashboard(build_conversation(s, mic=None, speaker=None), settings=s)
-        seen = asyncio.run(shoot(app, args.target, args.state, args.timeout))
+        seen = asyncio.run(live(args.target, args.state, args.timeout, args.handoffs))
     else:
         app = Dashboard(FixedSource(buffering()), poll_seconds=None)
         seen = asyncio.run(shoot(app, args.target, None, 0))

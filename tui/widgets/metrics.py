@@ -50,7 +50,9 @@ class MetricsPanel(SnapshotPanel):
             handoffs += f" + {m['recoveries']:.0f} recovered"
         grid.add_row("hand-offs", Text(handoffs))
         grid.add_row("productive", _num(m.get("productive_pct"), "{:.1f} %"))
-        grid.add_row("last hand-off", _num(m.get("last_handoff_ms"), "{:.0f} ms"))
+        switched = (m.get("handoffs") or 0) + (m.get("recoveries") or 0)
+        last_ms = m.get("last_handoff_ms") if switched else None  # 0.0 means "none yet"
+        grid.add_row("last hand-off", _num(last_ms, "{:.0f} ms"))
         lost, twice = m.get("utterances_lost"), m.get("answered_twice")
         bad = bool(lost) or bool(twice)
         grid.add_row(
