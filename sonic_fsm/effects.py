@@ -61,10 +61,30 @@ class Log:
 
 
 @dataclass(frozen=True, kw_only=True)
+class Transitioned:
+    """The machine moved (for observers: recordings, views)."""
+
+    trigger: str
+    source: str
+    dest: str
+    sessions: tuple[str, ...]
+
+
+@dataclass(frozen=True, kw_only=True)
 class Stopped:
     """The conversation has ended; ``reason`` says why."""
 
     reason: str
 
 
-Effect = OpenSession | Send | CloseSession | Play | FlushPlayback | RunTool | Log | Stopped
+Effect = (
+    OpenSession
+    | Send
+    | CloseSession
+    | Play
+    | FlushPlayback
+    | RunTool
+    | Log
+    | Transitioned
+    | Stopped
+)

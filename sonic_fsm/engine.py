@@ -46,6 +46,7 @@ class Session:
     live: bool = False  # its audio content has started: it takes user frames
     cut: bool = False  # no longer takes user audio; only finishes the answer it was giving
     first_seq: int | None = None  # first user frame it received
+    last_seq: int = -1  # last user frame it received
     pending_speculative: int = 0
     audio_open: str | None = None  # content id of assistant audio being generated
     contents: dict[str, pr.ContentStart] = field(default_factory=dict)
@@ -150,7 +151,11 @@ class Engine:
         times: list[float] = []
         cur = self.sessions.get(self.current or "")
         st = self.state
-        if cur is not None and cur.ready and st in (State.NORMAL, State.MONITORING, State.BUFFERING):
+        if (
+            cur is not None
+            and cur.ready
+            and st in (State.NORMAL, State.MONITORING, State.BUFFERING)
+        ):
             if st is State.NORMAL:
                 times.append(cur.opened_at + self.s.transition_threshold_seconds)
             if not self.forced:
@@ -231,6 +236,7 @@ class Engine:
             return
         if sess.first_seq is None:
             sess.first_seq = frames[0][0]
+        sess.last_seq = frames[-1][0]
         events = tuple(pr.audio_input(sess.prompt_name, sess.audio_name, pcm) for _, pcm in frames)
         sess.audio_in_bytes += sum(len(p) for _, p in frames)
         self._emit(
@@ -577,6 +583,9 @@ class Engine:
             # The next session failed during the hand-off: the current one takes audio again.
             cur = self.sessions[self.current or ""]
             cur.cut = False
+            self.handoff_index = None
+            missed = self.buffer.since(cur.last_seq + 1)
+            self._send_audio(cur, [(f.seq, f.pcm) for f in missed], ack=False)
             self._schedule_retry()
             return
         if self.next is None:
@@ -744,6 +753,8 @@ class Engine:
         )
         if self.s.session_logging.log_transitions:
             self._say(f"[TRANSITION] {source} -> {dest} ({e.event.name})")
+        ids = tuple(i for i in (self.current, self.next, self.old, self.failed) if i)
+        self._emit(fx.Transitioned(trigger=e.event.name, source=source, dest=dest, sessions=ids))
 
     def _on_exception(self, e: EventData) -> None:
         raise e.error  # type: ignore[misc]
@@ -800,13 +811,18 @@ class Engine:
     @property
     def idle(self) -> bool:
         """Nothing is being said or answered, and nothing is switching."""
+        return self.state is State.NORMAL and not self.answer_pending and self.speech.open is None
+
+    @property
+    def answer_pending(self) -> bool:
+        """An answer is being generated, or a transcribed utterance still awaits one."""
         busy = any(
             s.turn_in_progress for s in self.sessions.values() if s.role in ("current", "closing")
         )
         waiting = any(
             u.transcript is not None and not u.answer_done for u in self.speech.utterances
         )
-        return self.state is State.NORMAL and not busy and not waiting and self.speech.open is None
+        return busy or waiting
 
     def productive_pct(self) -> float:
         total = self.now - self.started_at

@@ -13,6 +13,7 @@ import contextlib
 import datetime
 import itertools
 import json
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -64,7 +65,11 @@ class _SessionWorker:
             conv.post(ev.SessionFailed(session_id=sid, code="Timeout", message="open timed out"))
             return
         except SessionError as e:
-            conv.post(ev.SessionFailed(session_id=sid, code=e.code, message=e.message, retryable=e.retryable))
+            conv.post(
+                ev.SessionFailed(
+                    session_id=sid, code=e.code, message=e.message, retryable=e.retryable
+                )
+            )
             return
         self.reader = asyncio.create_task(self._read(), name=f"reader-{sid}")
         try:
@@ -74,7 +79,11 @@ class _SessionWorker:
                     break
                 await self._send(item)
         except SessionError as e:
-            conv.post(ev.SessionFailed(session_id=sid, code=e.code, message=e.message, retryable=e.retryable))
+            conv.post(
+                ev.SessionFailed(
+                    session_id=sid, code=e.code, message=e.message, retryable=e.retryable
+                )
+            )
         await self._close()
 
     async def _send(self, item: fx.Send) -> None:
@@ -83,6 +92,7 @@ class _SessionWorker:
             await self.session.send(event)
             self.conv.observer.event_sent(self.id, self.conv.now(), event)
         if item.opening:
+            self.conv.note_credentials()
             self.conv.post(ev.SessionReady(session_id=self.id))
         if item.ack_seq is not None:
             self.conv.post(ev.SessionSent(session_id=self.id, seq=item.ack_seq))
@@ -95,7 +105,11 @@ class _SessionWorker:
                 conv.observer.event_received(sid, conv.now(), out)
                 conv.post(ev.SessionOutput(session_id=sid, event=out))
         except SessionError as e:
-            conv.post(ev.SessionFailed(session_id=sid, code=e.code, message=e.message, retryable=e.retryable))
+            conv.post(
+                ev.SessionFailed(
+                    session_id=sid, code=e.code, message=e.message, retryable=e.retryable
+                )
+            )
             return
         conv.post(ev.SessionClosed(session_id=sid))
 
@@ -110,7 +124,9 @@ class _SessionWorker:
                 await asyncio.wait_for(asyncio.shield(self.reader), timeout)
             except (TimeoutError, asyncio.CancelledError):
                 self.reader.cancel()
-        self.conv.observer.session_closed(self.id, self.conv.now(), {})
+        self.conv.observer.session_closed(
+            self.id, self.conv.now(), self.conv.session_summary(self.id)
+        )
 
     def abandon(self) -> None:
         """Stop at once (failed session): no more sends, release in the background."""
@@ -167,11 +183,32 @@ class Conversation:
         else:
             self._loop.call_soon_threadsafe(self.queue.put_nowait, event)
 
+    def session_summary(self, session_id: str) -> dict[str, Any]:
+        sess = self.engine.sessions.get(session_id) if self.engine else None
+        if sess is None:
+            return {}
+        return {
+            "role": sess.role,
+            "age_seconds": round(self.now() - sess.opened_at, 3),
+            "audio_in_bytes": sess.audio_in_bytes,
+            "audio_out_bytes": sess.audio_out_bytes,
+            "history_bytes": sess.history_bytes,
+        }
+
+    def note_credentials(self) -> None:
+        """Temporary credentials: tell the engine (in loop time) when they expire."""
+        expires = getattr(self.backend, "credentials_expire_at", None)
+        if self.engine is not None and expires is not None:
+            self.engine.credentials_expire_at = self.now() + (expires - time.time())
+
     def snapshot(self) -> Snapshot | None:
         return self.engine.snapshot() if self.engine else None
 
     async def run(self) -> RunResult:
         self._loop = asyncio.get_running_loop()
+        prepare = getattr(self.backend, "start", None)
+        if prepare is not None:
+            await prepare()  # e.g. find credentials: fails at once with one line
         start = self.now()
         start_sink = getattr(self.sink, "start", None)
         if start_sink is not None:
@@ -195,7 +232,9 @@ class Conversation:
             if self.engine.state is not State.STOPPED:
                 self._apply(self.engine.stop(self._stopped or "cancelled", self.now()))
             await self._shutdown()
-        return RunResult(reason=self._stopped or "cancelled", seconds=self.now() - start, metrics=self.metrics())
+        return RunResult(
+            reason=self._stopped or "cancelled", seconds=self.now() - start, metrics=self.metrics()
+        )
 
     # ---- workers -----------------------------------------------------------------------
 
@@ -256,6 +295,8 @@ class Conversation:
                     self._run_tool(e)
                 case fx.Log(line=line):
                     self.log(line)
+                case fx.Transitioned(trigger=trigger, source=source, dest=dest, sessions=ids):
+                    self.observer.transition(now, trigger, source, dest, list(ids))
                 case fx.Stopped(reason=reason):
                     self._stopped = reason
 
@@ -285,7 +326,9 @@ class Conversation:
             self._quiet_since = None
         elif self._quiet_since is None:
             self._quiet_since = now
-        settled = quiet and self._quiet_since is not None and now - self._quiet_since >= SETTLE_SECONDS
+        settled = (
+            quiet and self._quiet_since is not None and now - self._quiet_since >= SETTLE_SECONDS
+        )
         if settled or now - self._input_ended_at >= MAX_TAIL_SECONDS:
             self._apply(engine.stop("the input ended", now))
 
@@ -314,7 +357,9 @@ class Conversation:
             "recoveries": m.recoveries,
             "failures": m.failures,
             "barge_ins": m.barge_ins,
-            "time_in_state_seconds": {k: round(v, 3) for k, v in engine_time_in_state(engine).items()},
+            "time_in_state_seconds": {
+                k: round(v, 3) for k, v in engine_time_in_state(engine).items()
+            },
             "productive_pct": round(engine.productive_pct(), 3),
             "peak_buffer_bytes": engine.buffer.peak_bytes,
             "frames_lost": engine.buffer.lost_frames,
@@ -342,8 +387,14 @@ def percentile(sorted_values: list[float], p: float) -> float | None:
 def date_and_time(content: str) -> dict[str, str]:
     """The built-in tool: today's date and the time (this is an adapter: it may read a clock)."""
     now = datetime.datetime.now().astimezone()
-    return {"date": now.strftime("%A, %d %B %Y"), "time": now.strftime("%H:%M"), "timezone": str(now.tzinfo)}
+    return {
+        "date": now.strftime("%A, %d %B %Y"),
+        "time": now.strftime("%H:%M"),
+        "timezone": str(now.tzinfo),
+    }
 
 
 def dumps(result: RunResult) -> str:
-    return json.dumps({"reason": result.reason, "seconds": round(result.seconds, 3), **result.metrics}, indent=2)
+    return json.dumps(
+        {"reason": result.reason, "seconds": round(result.seconds, 3), **result.metrics}, indent=2
+    )

@@ -32,7 +32,9 @@ def read_wav(path: str | Path, rate: int = INPUT_RATE) -> bytes:
     except FileNotFoundError:
         raise WavFormatError(f"{p}: no such file") from None
     except (wave.Error, EOFError) as e:
-        raise WavFormatError(f"{p}: not a PCM WAV file ({e}); expected {rate} Hz 16-bit mono") from None
+        raise WavFormatError(
+            f"{p}: not a PCM WAV file ({e}); expected {rate} Hz 16-bit mono"
+        ) from None
     if width != 2:
         raise WavFormatError(
             f"{p}: {8 * width}-bit samples; expected 16-bit PCM (convert with: "

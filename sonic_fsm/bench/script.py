@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 from sonic_fsm import testsignal
@@ -31,3 +33,81 @@ def render(lines: list[Line], tail_seconds: float = 2.0) -> bytes:
         out += testsignal.utterance(line.number, RATE)
     out.extend(bytes(int(tail_seconds * RATE) * 2))
     return bytes(out)
+
+
+class ReactiveSource:
+    """Speaks lines at their times, and reacts to the machine like a person who cannot
+    know a hand-off is under way: when BUFFERING starts it says something more once the
+    answer being played has ended (after ``late_at[n]`` seconds at the n-th hand-off, to
+    straddle the moment the next session becomes ready), and at the hand-offs listed in
+    ``barge_in_at`` it talks over the answer instead. Everything it says is kept in
+    ``recorded`` for the oracle.
+    """
+
+    def __init__(
+        self,
+        lines: list[Line],
+        state: Callable[[], str],
+        speaker_busy: Callable[[], bool],
+        chunk_frames: int = 1024,
+        barge_in_at: tuple[int, ...] = (2,),
+        late_at: dict[int, float] | None = None,
+        extra_start: int = 1001,
+        tail_seconds: float = 3.0,
+    ) -> None:
+        self.lines = sorted(lines, key=lambda line: line.at)
+        self.state = state
+        self.speaker_busy = speaker_busy
+        self.chunk_bytes = chunk_frames * 2
+        self.chunk_seconds = chunk_frames / RATE
+        self.barge_in_at = barge_in_at
+        self.late_at = late_at or {}
+        self.next_extra = extra_start
+        self.tail_seconds = tail_seconds
+        self.recorded = bytearray()
+        self.extras: list[int] = []
+        self.handoffs_seen = 0
+
+    async def frames(self) -> AsyncIterator[bytes]:
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        pending = bytearray()
+        queue = list(self.lines)
+        last_state = self.state()
+        react_at: float | None = None
+        react_waits_for_quiet = False
+        end = (self.lines[-1].at if self.lines else 0.0) + 8.0 + self.tail_seconds
+        i = 0
+        while True:
+            now = t0 + i * self.chunk_seconds
+            delay = now - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            t = now - t0
+            state = self.state()
+            if state == "BUFFERING" and last_state != "BUFFERING":
+                self.handoffs_seen += 1
+                n = self.handoffs_seen
+                barge = n in self.barge_in_at
+                delay = 0.5 if barge else self.late_at.get(n, 0.3)
+                react_at, react_waits_for_quiet = t + delay, not barge
+            last_state = state
+            if react_at is not None and t >= react_at and not pending:
+                if not (react_waits_for_quiet and self.speaker_busy()):
+                    pending += testsignal.utterance(self.next_extra, RATE)
+                    self.extras.append(self.next_extra)
+                    self.next_extra += 1
+                    react_at = None
+            while queue and queue[0].at <= t and not pending:
+                pending += testsignal.utterance(queue.pop(0).number, RATE)
+                end = max(end, t + 8.0 + self.tail_seconds)
+            chunk = bytes(pending[: self.chunk_bytes]).ljust(self.chunk_bytes, b"\x00")
+            del pending[: self.chunk_bytes]
+            self.recorded += chunk
+            yield chunk
+            i += 1
+            if not queue and not pending and react_at is None and t >= end:
+                return
+
+    async def aclose(self) -> None:
+        pass

@@ -79,7 +79,7 @@ class EmulatorSession:
         self._answers = 0
         self._generating: int | None = None  # answer number being generated
         self._busy_until = now
-        self._play_until = now  # when the client will have played what we sent
+        self._play_until = float("-inf")  # when the client will have played what we sent
         self._last_speech = now
         self.heard: list[Heard] = []
         self._open_audio_out: set[str] = set()

@@ -1,0 +1,209 @@
+"""The ``sonic-fsm`` command: the dashboard, headless runs, the diagram, the emulator, tools."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from sonic_fsm import settings as st
+
+DEFAULT_SPEAKER = "default"
+
+
+def _settings_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--settings", metavar="PATH", help="a settings TOML file (see settings.toml)")
+    p.add_argument(
+        "--set",
+        metavar="KEY=VALUE",
+        action="append",
+        default=[],
+        help="override one setting by its dotted key or unambiguous name (repeatable)",
+    )
+    p.add_argument("--backend", choices=["emulator", "bedrock"], help="backend.kind")
+
+
+def _load(args: argparse.Namespace, extra: list[str] | tuple[str, ...] = ()) -> st.Settings:
+    overrides = [*extra, *args.set]
+    if args.backend:
+        overrides.append(f"backend.kind={args.backend}")
+    return st.load(args.settings, overrides)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="sonic-fsm",
+        description="Keep a Nova Sonic conversation alive past the session limit.",
+    )
+    sub = p.add_subparsers(dest="command")
+
+    tui = sub.add_parser("tui", help="the live dashboard (the default command)")
+    _settings_args(tui)
+    tui.add_argument("--mic", help="WAV file, talker[:SCRIPT], null, default or a device")
+    tui.add_argument("--speaker", help="WAV file, null, default or a device")
+    tui.set_defaults(func=cmd_tui)
+
+    run = sub.add_parser("run", help="run a conversation (headless with --headless)")
+    _settings_args(run)
+    run.add_argument("--headless", action="store_true", help="no dashboard: log lines only")
+    run.add_argument("--mic", help="WAV file, talker[:SCRIPT], null, default or a device")
+    run.add_argument("--speaker", help="WAV file (the timeline heard), null, default or a device")
+    run.add_argument("--fast", action="store_true", help="virtual time: as fast as possible")
+    run.add_argument("--metrics-json", metavar="PATH", help="write the run's metrics as JSON")
+    run.add_argument(
+        "--score", action="store_true", help="score test-signal input against the output WAV"
+    )
+    run.set_defaults(func=cmd_run)
+
+    diagram = sub.add_parser("diagram", help="write the state diagram generated from the table")
+    diagram.add_argument("--output", metavar="PATH", help="file to write (default: stdout)")
+    diagram.set_defaults(func=cmd_diagram)
+
+    signal = sub.add_parser("signal", help="write a WAV of test-signal utterances")
+    signal.add_argument("--output", required=True, metavar="PATH")
+    signal.add_argument("--count", type=int, default=10)
+    signal.add_argument("--spacing", type=float, default=15.0, help="seconds between utterances")
+    signal.add_argument("--first", type=float, default=1.0, help="time of the first utterance")
+    signal.set_defaults(func=cmd_signal)
+
+    score = sub.add_parser("score", help="count answers: test-signal input vs output timeline")
+    score.add_argument("--mic", required=True, metavar="IN.wav")
+    score.add_argument("--speaker", required=True, metavar="OUT.wav")
+    score.set_defaults(func=cmd_score)
+
+    bench = sub.add_parser("bench", help="measure: hand-offs, losses, speed, memory")
+    _settings_args(bench)
+    bench.add_argument("--minutes", type=float, default=30.0, help="conversation length")
+    bench.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
+    bench.set_defaults(func=cmd_bench)
+
+    emulator = sub.add_parser("emulator", help="the Nova Sonic emulator")
+    emulator_sub = emulator.add_subparsers(dest="emulator_command", required=True)
+    from sonic_fsm.emulator.serve_cli import register
+
+    register(emulator_sub)
+
+    from sonic_fsm.audio.devices import register_devices
+
+    register_devices(sub)
+    return p
+
+
+def cmd_tui(args: argparse.Namespace) -> int:
+    from tui.app import DEMO_OVERRIDES, main  # the dashboard is an optional layer on top
+
+    extra = DEMO_OVERRIDES if not args.settings else ()
+    return main(_load(args, extra), mic=args.mic, speaker=args.speaker)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    if not args.headless:
+        return cmd_tui(args)
+    from sonic_fsm import clock
+    from sonic_fsm.runner import dumps
+    from sonic_fsm.wiring import build_conversation
+
+    settings = _load(args)
+    if args.fast and settings.backend.kind == "bedrock":
+        raise UsageError("--fast runs in virtual time, which a real service cannot follow")
+    if not args.mic:
+        raise UsageError("--headless needs --mic (a WAV file, talker or null)")
+    speaker = args.speaker or "null"
+    conv = build_conversation(settings, args.mic, speaker, log=print)
+    result = clock.run(conv.run(), virtual=args.fast)
+    if args.score:
+        from sonic_fsm.audio.wav import read_wav
+        from sonic_fsm.bench import oracle
+
+        if not speaker.lower().endswith(".wav") or not args.mic.lower().endswith(".wav"):
+            raise UsageError("--score needs --mic and --speaker WAV files")
+        s = oracle.score(read_wav(args.mic), read_wav(speaker, settings.audio.output_sample_rate))
+        result.metrics["oracle"] = s.as_dict()
+    text = dumps(result)
+    print(text)
+    if args.metrics_json:
+        Path(args.metrics_json).write_text(text + "\n")
+    return 0
+
+
+def cmd_diagram(args: argparse.Namespace) -> int:
+    from sonic_fsm.diagram import render
+
+    text = render()
+    if args.output:
+        Path(args.output).write_text(text)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def cmd_signal(args: argparse.Namespace) -> int:
+    from sonic_fsm.audio.wav import write_wav
+    from sonic_fsm.bench import script
+
+    pcm = script.render(script.evenly(args.count, args.spacing, args.first))
+    write_wav(args.output, pcm, script.RATE)
+    print(f"{args.output}: {args.count} utterances, {len(pcm) / 2 / script.RATE:.1f} s")
+    return 0
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    from sonic_fsm.audio.wav import read_wav
+    from sonic_fsm.bench import oracle
+
+    s = oracle.score(read_wav(args.mic), read_wav(args.speaker, oracle.OUTPUT_RATE))
+    print(json.dumps(s.as_dict(), indent=2))
+    return 0 if not s.lost and not s.answered_twice else 1
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from sonic_fsm.bench.run import main as bench_main
+
+    return bench_main(_load(args), minutes=args.minutes, json_path=args.json)
+
+
+class UsageError(ValueError):
+    """A command line that cannot work; one line."""
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    from sonic_fsm.audio.base import AudioDeviceError
+    from sonic_fsm.audio.wav import WavFormatError
+
+    errors: list[type[BaseException]] = [
+        st.SettingsError,
+        UsageError,
+        WavFormatError,
+        AudioDeviceError,
+    ]
+    for module, name in (
+        ("sonic_fsm.credentials", "CredentialsError"),
+        ("sonic_fsm.audio.talker", "TalkerError"),
+        ("sonic_fsm.recording", "RecordingError"),
+    ):
+        try:
+            errors.append(getattr(__import__(module, fromlist=[name]), name))
+        except (ImportError, AttributeError):
+            pass
+    return tuple(errors)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    func: Any = getattr(args, "func", None)
+    if func is None:  # plain `sonic-fsm`: the dashboard
+        args = _parser().parse_args(["tui", *(argv or sys.argv[1:])])
+        func = args.func
+    try:
+        return int(func(args) or 0)
+    except _user_errors() as e:
+        print(f"sonic-fsm: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

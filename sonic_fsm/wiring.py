@@ -1,0 +1,141 @@
+"""Builds a conversation from settings and the command line's choice of audio and backend.
+
+``--mic``: a WAV path, ``talker`` (the simulated talker), ``null`` (silence), or ``default``
+/ a device index or name (the microphone). ``--speaker``: a WAV path (the timeline of what
+played), ``null``, or ``default`` / a device. Nothing else in the package makes these choices.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from sonic_fsm.audio.base import AudioSink, AudioSource
+from sonic_fsm.backends.base import Backend
+from sonic_fsm.backends.local import FaultPlan, LocalBackend, no_faults
+from sonic_fsm.observer import Observer
+from sonic_fsm.runner import Conversation
+from sonic_fsm.settings import Settings
+
+
+def is_device(spec: str) -> bool:
+    return spec not in ("talker", "null") and not spec.lower().endswith(".wav")
+
+
+def make_backend(settings: Settings, faults: FaultPlan = no_faults) -> Backend:
+    if settings.backend.kind == "bedrock":
+        from sonic_fsm.backends.bedrock import BedrockBackend
+
+        return BedrockBackend(settings)
+    return LocalBackend(settings, faults)
+
+
+def make_sink(spec: str, settings: Settings) -> AudioSink:
+    rate = settings.audio.output_sample_rate
+    if spec == "null":
+        from sonic_fsm.audio.null import NullSink
+
+        return NullSink(rate=rate)
+    if spec.lower().endswith(".wav"):
+        from sonic_fsm.audio.wav import TimelineSink
+
+        return TimelineSink(spec, rate)
+    from sonic_fsm.audio.pyaudio_io import PyAudioSink
+
+    device = "" if spec == "default" else spec
+    return PyAudioSink(device=device or settings.audio.output_device, rate=rate)
+
+
+def make_source(spec: str, settings: Settings, conv_holder: list[Conversation]) -> AudioSource:
+    chunk = settings.audio.chunk_frames
+    if spec == "null":
+        from sonic_fsm.audio.null import NullSource
+
+        return NullSource(chunk_frames=chunk)
+    if spec == "talker" or spec.startswith("talker:"):
+        from sonic_fsm.audio.talker import DEFAULT_SCRIPT, Talker, TalkerConfig, load_script
+
+        script_path = spec.partition(":")[2]
+        script = tuple(load_script(script_path)) if script_path else DEFAULT_SCRIPT
+        config = TalkerConfig(
+            script=script, chunk_frames=chunk, repeat=True, interrupt_fraction=0.1
+        )
+        return Talker(config, assistant_busy=lambda: assistant_busy(conv_holder))
+    if spec.lower().endswith(".wav"):
+        from sonic_fsm.audio.wav import WavSource
+
+        return WavSource(spec, chunk)
+    from sonic_fsm.audio.pyaudio_io import PyAudioSource
+
+    device = "" if spec == "default" else spec
+    return PyAudioSource(chunk_frames=chunk, device=device or settings.audio.input_device)
+
+
+def assistant_busy(conv_holder: list[Conversation]) -> bool:
+    """For the talker: an answer is pending or still playing."""
+    if not conv_holder or conv_holder[0].engine is None:
+        return False
+    conv = conv_holder[0]
+    engine = conv.engine
+    assert engine is not None
+    return engine.answer_pending or conv.sink.queued_seconds(conv.now()) > 0
+
+
+def make_observer(settings: Settings) -> Observer | None:
+    if not settings.enable_session_recording:
+        return None
+    from sonic_fsm.recording import SessionRecorder
+
+    secrets = [os.environ.get(k, "") for k in ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")]
+    return SessionRecorder.from_settings(settings, secrets=[s for s in secrets if s])
+
+
+def build_conversation(
+    settings: Settings,
+    mic: str | None = None,
+    speaker: str | None = None,
+    *,
+    log: Any = None,
+    finish_when_input_ends: bool = True,
+    faults: FaultPlan = no_faults,
+) -> Conversation:
+    """The conversation a user asked for. ``mic=None`` means the microphone when there is
+    one and the simulated talker otherwise; ``speaker=None``, the speaker or else null."""
+    from sonic_fsm.audio.base import AudioDeviceError
+
+    holder: list[Conversation] = []
+    if speaker is None:
+        try:
+            sink = make_sink("default", settings)
+        except AudioDeviceError:
+            sink = make_sink("null", settings)
+    else:
+        sink = make_sink(speaker, settings)
+    if mic is None:
+        try:
+            source = make_source("default", settings, holder)
+        except AudioDeviceError:
+            source = make_source("talker", settings, holder)
+    else:
+        source = make_source(mic, settings, holder)
+    if settings.audio.half_duplex:
+        from sonic_fsm.audio.echo_gate import HalfDuplexSource
+
+        source = HalfDuplexSource(source, sink, margin_db=settings.audio.half_duplex_margin_db)
+    conv = Conversation(
+        settings,
+        make_backend(settings, faults),
+        source,
+        sink,
+        observer=make_observer(settings),
+        log=log,
+        finish_when_input_ends=finish_when_input_ends,
+    )
+    holder.append(conv)
+    return conv
+
+
+def default_settings_path() -> Path | None:
+    p = Path("settings.toml")
+    return p if p.exists() else None

@@ -1,0 +1,111 @@
+"""End to end in virtual time: whole conversations on the in-process emulator, scored by the
+oracle from what was spoken and what the speaker played."""
+
+from __future__ import annotations
+
+from conftest import converse
+
+from sonic_fsm.backends.local import no_faults
+from sonic_fsm.bench.script import evenly
+from sonic_fsm.emulator.model import Faults
+from sonic_fsm.settings import load
+
+
+def slow_next_sessions(n: int) -> Faults:
+    """Every session after the first takes 8 s to open: the user speaks meanwhile."""
+    return Faults(start_delay_seconds=8.0) if n > 1 else Faults()
+
+
+def test_thirty_minute_conversation_answers_everything_once() -> None:
+    settings = load(None, ["session_limit_seconds=480"])
+    out = converse(
+        settings, evenly(120, 15.0), slow_next_sessions, barge_in_at=(2,), late_at={3: 7.6, 4: 7.8}
+    )
+    s = out.score
+    m = out.result.metrics
+    spoken_extra = len(out.source.extras)
+    assert s.spoken == 120 + spoken_extra
+    assert spoken_extra >= 3  # utterances spoken while a hand-off was under way
+    assert s.lost == [] and s.answered_twice == [] and s.unexpected == []
+    assert m["handoffs"] >= 3 and m["recoveries"] == 0
+    assert m["barge_ins"] >= 1
+    # Only the answer the user talked over may be cut short.
+    assert len(s.truncated) <= m["barge_ins"]
+    assert m["peak_buffer_bytes"] <= settings.buffer_cap_bytes
+    assert m["frames_lost"] == 0
+
+
+def test_silent_user_is_handed_over_at_the_hard_deadline() -> None:
+    settings = load(
+        None,
+        [
+            "session_limit_seconds=60",
+            "transition_threshold_seconds=30",
+            "hard_deadline_margin_seconds=8",
+            "emulator.silence_timeout_seconds=600",
+        ],
+    )
+    out = converse(
+        settings, evenly(1, 1.0) + evenly(1, 1.0, first=200.0, start_number=2), no_faults, ()
+    )
+    assert out.result.metrics["handoffs"] >= 3
+    assert out.result.metrics["recoveries"] == 0  # never hit the service's limit
+    assert any("[DEADLINE]" in line for line in out.log)
+    assert out.score.lost == [] and out.score.answered_twice == []
+
+
+def test_stream_dying_mid_answer_recovers_without_losing_anything() -> None:
+    settings = load(None, ["session_limit_seconds=480"])
+
+    def dies(n: int) -> Faults:
+        return Faults(die_mid_answer=3) if n == 1 else Faults()
+
+    out = converse(settings, evenly(8, 12.0), dies, ())
+    m = out.result.metrics
+    assert m["recoveries"] == 1
+    assert out.score.lost == []
+    # The answer cut by the failure is given again, whole, by the replacement.
+    assert 3 not in out.score.truncated
+    assert out.score.answered_twice == []
+
+
+def test_next_session_never_ready_is_replaced_with_bounded_retries() -> None:
+    settings = load(
+        None,
+        [
+            "session_limit_seconds=120",
+            "transition_threshold_seconds=40",
+            "next_session_ready_timeout_seconds=5",
+            "hard_deadline_margin_seconds=10",
+        ],
+    )
+
+    def second_never_ready(n: int) -> Faults:
+        return Faults(never_ready=True) if n == 2 else Faults()
+
+    out = converse(settings, evenly(12, 10.0), second_never_ready, ())
+    m = out.result.metrics
+    assert m["handoffs"] >= 1 and m["failures"] >= 1
+    assert any("not ready in time" in line for line in out.log)
+    assert out.score.lost == [] and out.score.answered_twice == []
+
+
+def test_throttled_starts_back_off_then_succeed() -> None:
+    settings = load(
+        None,
+        [
+            "session_limit_seconds=120",
+            "transition_threshold_seconds=40",
+            "hard_deadline_margin_seconds=10",
+        ],
+    )
+
+    def throttled(n: int) -> Faults:
+        return Faults(refuse_start=True) if n in (2, 3) else Faults()
+
+    out = converse(settings, evenly(10, 10.0), throttled, ())
+    retries = [line for line in out.log if "[RETRY]" in line]
+    assert len(retries) == 2
+    assert "0.5s" in retries[0] and "1.0s" in retries[1]  # exponential backoff
+    assert out.result.metrics["handoffs"] >= 1
+    assert out.score.lost == [] and out.score.answered_twice == []
