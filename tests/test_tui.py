@@ -297,7 +297,7 @@ async def test_help_settings_and_diagram_keys(tmp_path: Path) -> None:
         help_text = screen_text(app)
         assert "force_handoff" not in help_text  # it lists keys, not commands
         for key, description in (("h", "Hand off"), ("q", "Quit"), ("?", "Help")):
-            assert f"{key:<6}{description}" in help_text
+            assert f" {key}  {description}" in help_text
         await pilot.press("escape")
         await pilot.press("s")
         await pilot.pause()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
@@ -11,17 +12,28 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
-PANELS = """\
-state      the machine's states from its TRANSITIONS table; the active one is lit,
-           with the last transition, its trigger, and the ways out of this state
-age        the current session's age against the service limit; ┃ marks the
-           threshold (a hand-off is prepared) and the hard deadline (one is forced)
-buffer     user audio kept for the next session while a hand-off runs, against its cap
-sessions   every open session: current, next (opening) or closing (finishing playback)
-transcript what was said; dim text is speculative until the final text replaces it
-log        the transition log, the same lines a headless run prints
-metrics    hand-offs, productive time, last hand-off duration, lost / twice-answered
-           utterances, microphone level"""
+PANELS = (
+    (
+        "state",
+        "the machine's states, drawn from its TRANSITIONS table: the active one is lit, "
+        "states passed in the last two seconds are underlined, with the path taken "
+        "(triggers included) and the ways out of the active state",
+    ),
+    (
+        "age",
+        "the current session's age against the service limit; ┃ marks the threshold "
+        "(a hand-off is prepared) and the hard deadline (one is forced)",
+    ),
+    ("buffer", "user audio kept for the next session during a hand-off, against its cap"),
+    ("sessions", "each session: current, next (opening) or closing (finishing playback)"),
+    ("transcript", "what was said; dim text is speculative until the final text replaces it"),
+    ("log", "the transition log: the same lines a headless run prints"),
+    (
+        "metrics",
+        "hand-offs, productive time, last hand-off duration, utterances lost / answered "
+        "twice, microphone level, recording",
+    ),
+)
 
 
 class _Dismissable(ModalScreen[None]):
@@ -47,17 +59,23 @@ class HelpScreen(_Dismissable):
         self.keys = keys
 
     def compose(self) -> ComposeResult:
-        text = Text()
-        text.append("Keys\n", style="bold")
+        keys = Table.grid(padding=(0, 2))
+        keys.add_column(style="bold", no_wrap=True)
+        keys.add_column()
         for key, description in self.keys:
-            text.append(f"  {key:<6}", style="bold")
-            text.append(f"{description}\n")
-        text.append("\nPanels\n", style="bold")
-        text.append(PANELS)
-        text.append("\n\nescape closes this screen", style="dim")
+            keys.add_row(key, description)
+        panels = Table.grid(padding=(0, 2))
+        panels.add_column(style="bold", no_wrap=True)
+        panels.add_column()
+        for name, description in PANELS:
+            panels.add_row(name, description)
         with VerticalScroll(classes="dialog") as dialog:
             dialog.border_title = "sonic-fsm help"
-            yield Static(text)
+            yield Static(Text("Keys", style="bold underline"))
+            yield Static(keys, classes="section")
+            yield Static(Text("Panels", style="bold underline"))
+            yield Static(panels, classes="section")
+            yield Static(Text("escape closes this screen", style="dim"))
 
 
 class SettingsScreen(_Dismissable):

@@ -50,8 +50,10 @@ class Transcript(VerticalScroll):
         if lines == self._shown or not self.is_mounted:
             return
         self._shown = lines
+        following = self.scroll_y >= self.max_scroll_y  # a reader who scrolled up stays put
         self.query_one("#transcript-text", Static).update(self.text_for(lines))
-        self.scroll_end(animate=False)
+        if following:
+            self.scroll_end(animate=False)
 
     def _style(self, name: str) -> Style:
         return self.get_component_rich_style(f"transcript--{name}")
