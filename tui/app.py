@@ -19,7 +19,7 @@ from typing import Any, ClassVar, Protocol
 
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal
 from textual.reactive import reactive
 from textual.widget import Widget
 from textual.widgets import Footer, Header
@@ -130,10 +130,7 @@ class Dashboard(App[int]):
             yield _titled(MetricsPanel(id="metrics"), "metrics").data_bind(Dashboard.snapshot)
         with Horizontal(id="bottom"):
             yield _titled(Transcript(id="transcript"), "transcript").data_bind(Dashboard.snapshot)
-            with Vertical(id="log-column"):
-                yield _titled(TransitionLog(id="log"), "transition log").data_bind(
-                    Dashboard.snapshot
-                )
+            yield _titled(TransitionLog(id="log"), "transition log").data_bind(Dashboard.snapshot)
         yield Footer()
 
     def on_mount(self) -> None:
