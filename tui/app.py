@@ -302,7 +302,9 @@ def make_app(
 ) -> Dashboard | StartupErrorApp:
     """The dashboard on a conversation built from ``settings``, or the start-up error screen."""
     if build is None:
-        from sonic_fsm.runner import build_conversation as build
+        from sonic_fsm import runner  # on use: building a conversation loads backends, devices
+
+        build = runner.build_conversation
     try:
         conversation = build(settings, mic=mic, speaker=speaker)
     except Exception as e:

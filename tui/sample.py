@@ -132,14 +132,11 @@ class FixedSource:
 
     def submit(self, event: Operator) -> None:
         self.submitted.append(event)
-        flags = {
-            "mute": {"muted": True},
-            "unmute": {"muted": False},
-            "recording_on": {"recording": True},
-            "recording_off": {"recording": False},
-        }
-        if event.command in flags:
-            self.current = replace(self.current, **flags[event.command])
+        match event.command:
+            case "mute" | "unmute":
+                self.current = replace(self.current, muted=event.command == "mute")
+            case "recording_on" | "recording_off":
+                self.current = replace(self.current, recording=event.command == "recording_on")
 
 
 if __name__ == "__main__":
