@@ -258,6 +258,23 @@ async def test_an_engine_error_is_a_message_not_a_traceback() -> None:
 
 
 @sync
+async def test_a_snapshot_that_raises_is_reported_once_and_quit_still_works() -> None:
+    class Broken(sample.FixedSource):
+        def snapshot(self):
+            raise ZeroDivisionError("division by zero")
+
+    app = Dashboard(Broken(sample.normal()), poll_seconds=0.01)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause(0.1)
+        assert isinstance(app.screen, ErrorScreen)
+        assert len(app.screen_stack) == 2  # one message, not one per poll
+        assert "ZeroDivisionError: division by zero" in screen_text(app)
+        await pilot.press("q")
+        await pilot.pause()
+    assert app.return_code == 0
+
+
+@sync
 async def test_startup_error_screen_names_the_problem() -> None:
     def build(s: settings.Settings, **_: Any) -> sample.FixedSource:
         raise settings.SettingsError("setting backend.kind: must be 'emulator' or 'bedrock'")

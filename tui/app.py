@@ -115,6 +115,7 @@ class Dashboard(App[int]):
         """How many of those snapshots were new and pushed into the panels."""
         self.engine: Worker[Any] | None = None
         self.engine_error: BaseException | None = None
+        self.snapshot_error: BaseException | None = None
         self.stopping = False
 
     def compose(self) -> ComposeResult:
@@ -146,7 +147,16 @@ class Dashboard(App[int]):
     def poll(self) -> bool:
         """Take the latest snapshot; push it into the panels only if it changed."""
         self.polls += 1
-        snap = self.source.snapshot()
+        if self.snapshot_error is not None:
+            return False
+        try:
+            snap = self.source.snapshot()
+        except Exception as e:  # a bug in the engine's view: say so once, keep the keys working
+            self.snapshot_error = e
+            self.push_screen(
+                ErrorScreen("the dashboard cannot read the conversation", describe_error(e))
+            )
+            return False
         if snap is None or snap is self.snapshot or snap == self.snapshot:
             return False
         self.snapshot = snap
