@@ -118,13 +118,18 @@ class Engine:
     # ---- guards' context ---------------------------------------------------------------
 
     @property
-    def next_ready(self) -> bool:
+    def has_ready_next(self) -> bool:
         return self.next is not None and self.sessions[self.next].ready
 
     @property
     def turn_settled(self) -> bool:
         cur = self.sessions.get(self.current or "")
         return cur is None or not cur.turn_in_progress
+
+    @property
+    def has_current(self) -> bool:
+        cur = self.sessions.get(self.current or "")
+        return cur is not None and cur.role == "current"
 
     @property
     def retries_left(self) -> bool:
@@ -199,7 +204,11 @@ class Engine:
 
     def _on_operator(self, command: str) -> None:
         if command == "force_handoff":
-            if self._allowed("force_handoff"):
+            if (
+                self._allowed("force_handoff")
+                and self.has_current
+                and self.sessions[self.current or ""].ready
+            ):
                 self.forced = True
                 self._say("[OPERATOR] hand-off forced")
                 self._fire("force_handoff")
@@ -305,7 +314,7 @@ class Engine:
         sess.ready = True
         if sid == self.current and not sess.live:
             # The very first session: it takes everything captured so far.
-            self._start_audio(sess, self.buffer.since(0))
+            self._start_audio(sess, self.buffer.since(sess.last_seq + 1))
             self.buffer.mark_sent(0)
         elif sid == self.next:
             self._say(f"[READY] {sid} accepted its opening events")
@@ -339,7 +348,7 @@ class Engine:
             self._old_done()
         elif sid == self.current:
             if self.state is State.HANDOFF:
-                self.old = None
+                self.failed = sid  # the next session is about to take over anyway
             else:
                 self.failed = sid
                 self._fire("current_failed")
@@ -527,6 +536,15 @@ class Engine:
         return deadline
 
     def _check_timers(self) -> None:
+        """Fire what is due; a move may make another deadline due at once (e.g. back in
+        NORMAL with a session already past its threshold), so look again after one."""
+        for _ in range(len(State)):
+            before = self.state
+            self._check_timers_once()
+            if self.state is before:
+                return
+
+    def _check_timers_once(self) -> None:
         now, st = self.now, self.state
         cur = self.sessions.get(self.current or "")
         if cur is not None and cur.ready:
@@ -584,8 +602,9 @@ class Engine:
             cur = self.sessions[self.current or ""]
             cur.cut = False
             self.handoff_index = None
-            missed = self.buffer.since(cur.last_seq + 1)
-            self._send_audio(cur, [(f.seq, f.pcm) for f in missed], ack=False)
+            if cur.live:
+                missed = self.buffer.since(cur.last_seq + 1)
+                self._send_audio(cur, [(f.seq, f.pcm) for f in missed], ack=False)
             self._schedule_retry()
             return
         if self.next is None:
@@ -763,7 +782,7 @@ class Engine:
         self.stop_reason = reason
         self._fire("stop")
 
-    def stop(self, reason: str, now: float) -> list[fx.Effect]:
+    def end(self, reason: str, now: float) -> list[fx.Effect]:
         """End the conversation: close every session properly."""
         self._advance(now)
         if self.state is not State.STOPPED:

@@ -28,7 +28,7 @@ class Context(Protocol):
     """What the guards read. The engine provides it."""
 
     @property
-    def next_ready(self) -> bool:
+    def has_ready_next(self) -> bool:
         """The next session's stream accepted its opening events."""
         ...
 
@@ -43,6 +43,11 @@ class Context(Protocol):
         ...
 
     @property
+    def has_current(self) -> bool:
+        """A working current session exists (it may take user audio again)."""
+        ...
+
+    @property
     def retries_left(self) -> bool:
         """Another replacement session may still be tried."""
         ...
@@ -51,7 +56,13 @@ class Context(Protocol):
 def is_handoff_point(event: EventData) -> bool:
     """The next session is ready and the turn allows switching (or the switch is forced)."""
     ctx: Context = event.model
-    return ctx.next_ready and (ctx.forced or ctx.turn_settled)
+    return ctx.has_ready_next and (ctx.forced or ctx.turn_settled)
+
+
+def has_current(event: EventData) -> bool:
+    """The session handing over still works: a failed hand-off can fall back to it."""
+    ctx: Context = event.model
+    return ctx.has_current
 
 
 def has_retries_left(event: EventData) -> bool:
@@ -92,7 +103,18 @@ TRANSITIONS: list[dict[str, Any]] = [
     },
     # --- failures ------------------------------------------------------------------------
     {"trigger": "next_failed", "source": S.BUFFERING, "dest": None, "after": "schedule_retry"},
-    {"trigger": "next_failed", "source": S.HANDOFF, "dest": S.BUFFERING},
+    {
+        "trigger": "next_failed",
+        "source": S.HANDOFF,
+        "dest": S.BUFFERING,
+        "conditions": [has_current],
+    },
+    {
+        "trigger": "next_failed",
+        "source": S.HANDOFF,
+        "dest": S.RECOVERING,
+        "unless": [has_current],
+    },
     {
         "trigger": "next_failed",
         "source": S.RECOVERING,

@@ -230,7 +230,7 @@ class Conversation:
             mic.cancel()
             timer.cancel()
             if self.engine.state is not State.STOPPED:
-                self._apply(self.engine.stop(self._stopped or "cancelled", self.now()))
+                self._apply(self.engine.end(self._stopped or "cancelled", self.now()))
             await self._shutdown()
         return RunResult(
             reason=self._stopped or "cancelled", seconds=self.now() - start, metrics=self.metrics()
@@ -330,7 +330,7 @@ class Conversation:
             quiet and self._quiet_since is not None and now - self._quiet_since >= SETTLE_SECONDS
         )
         if settled or now - self._input_ended_at >= MAX_TAIL_SECONDS:
-            self._apply(engine.stop("the input ended", now))
+            self._apply(engine.end("the input ended", now))
 
     async def _shutdown(self) -> None:
         timeout = self.settings.backend.close_timeout_seconds + 1

@@ -1,0 +1,283 @@
+"""Hypothesis drives the engine (sans-IO) with random worker events and timings and checks
+the house's invariants after every step, comparing what each session received with a
+simple model of what it should have received."""
+
+from __future__ import annotations
+
+import base64
+import os
+import json
+import struct
+
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as hs
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+
+from sonic_fsm import effects as fx
+from sonic_fsm import events as ev
+from sonic_fsm.engine import Engine
+from sonic_fsm.machine import State
+from sonic_fsm.settings import load
+
+SETTINGS = load(
+    None,
+    [
+        "session_limit_seconds=60",
+        "transition_threshold_seconds=30",
+        "hard_deadline_margin_seconds=8",
+        "next_session_ready_timeout_seconds=5",
+        "audio_start_timeout_seconds=10",
+        "audio_buffer_duration_seconds=2",
+        "history.max_messages=6",
+        "history.max_total_bytes=300",
+        "history.max_text_input_bytes=16",
+        "backend.max_retries=3",
+    ],
+)
+FRAME = SETTINGS.audio.chunk_frames * 2
+TURN_STEPS = ("spec", "audio_start", "audio", "audio_end", "final")
+
+
+def frame(seq: int, speech: bool) -> bytes:
+    """A frame that carries its own number in its first samples."""
+    body = (b"\x00\x40\x00\xc0" if speech else b"\x00\x00") * FRAME
+    return (struct.pack("<I", seq) + body)[:FRAME]
+
+
+def out(name: str, **body) -> dict:
+    return {"event": {name: body}}
+
+
+class EngineMachine(RuleBasedStateMachine):
+    def __init__(self) -> None:
+        super().__init__()
+        self.now = 0.0
+        self.engine = Engine(SETTINGS, self.now)
+        self.seq = -1
+        self.received: dict[str, list[int]] = {}
+        self.history_sent: dict[str, list[tuple[str, str]]] = {}
+        self.text_open: dict[str, tuple[str, list[str]]] = {}
+        self.pending_ready: list[str] = []
+        self.pending_acks: list[ev.SessionSent] = []
+        self.turn: dict[str, int] = {}
+        self.cid = 0
+        self.live_this_step: list[str] = []
+        self.stopped_at: int | None = None
+        self.absorb(self.engine.start(self.now))
+
+    # ---- the adapter's side ------------------------------------------------------------
+
+    def absorb(self, effects: list[fx.Effect]) -> None:
+        for e in effects:
+            if isinstance(e, fx.Send):
+                self.absorb_send(e)
+
+    def absorb_send(self, e: fx.Send) -> None:
+        sid = e.session_id
+        for event in e.events:
+            name, body = next(iter(event["event"].items()))
+            if name == "audioInput":
+                pcm = base64.b64decode(body["content"])
+                got = struct.unpack("<I", pcm[:4])[0]
+                self.received.setdefault(sid, []).append(got)
+                if got == self.seq:
+                    self.live_this_step.append(sid)
+            elif name == "contentStart" and body.get("type") == "TEXT":
+                assert body["interactive"] is False
+                self.text_open[sid] = (body["role"], [])
+            elif name == "textInput":
+                assert len(body["content"].encode()) <= SETTINGS.history.max_text_input_bytes
+                self.text_open[sid][1].append(body["content"])
+            elif name == "contentEnd" and sid in self.text_open:
+                role, parts = self.text_open.pop(sid)
+                if role != "SYSTEM":
+                    self.history_sent.setdefault(sid, []).append((role, "".join(parts)))
+        if e.opening:
+            self.pending_ready.append(sid)
+        if e.ack_seq is not None:
+            self.pending_acks.append(ev.SessionSent(session_id=sid, seq=e.ack_seq))
+
+    def handle(self, event: ev.WorkerEvent) -> None:
+        self.live_this_step = []
+        self.absorb(self.engine.handle(event, self.now))
+        if self.engine.state is State.STOPPED and self.stopped_at is None:
+            self.stopped_at = self.seq + 1  # frames after this go nowhere, by design
+
+    def open_sessions(self, *roles: str) -> list[str]:
+        return sorted(s.id for s in self.engine.sessions.values() if s.role in roles)
+
+    # ---- rules: the workers ------------------------------------------------------------
+
+    @rule(speech=hs.booleans(), count=hs.integers(1, 12))
+    def mic(self, speech: bool, count: int) -> None:
+        for _ in range(count):
+            self.seq += 1
+            self.now += SETTINGS.audio.chunk_frames / SETTINGS.audio.input_sample_rate
+            self.handle(ev.MicFrame(seq=self.seq, pcm=frame(self.seq, speech)))
+            assert len(self.live_this_step) <= 1, "two sessions took the same live frame"
+
+    @rule(dt=hs.floats(0.01, 25.0))
+    def time_passes(self, dt: float) -> None:
+        self.now += dt
+        self.handle(ev.Tick())
+
+    @precondition(lambda self: self.pending_ready)
+    @rule(data=hs.data())
+    def session_ready(self, data) -> None:
+        sid = data.draw(hs.sampled_from(self.pending_ready))
+        self.pending_ready.remove(sid)
+        self.handle(ev.SessionReady(session_id=sid))
+
+    @precondition(lambda self: self.pending_acks)
+    @rule()
+    def sends_complete(self) -> None:
+        acks, self.pending_acks = self.pending_acks, []
+        for a in acks:
+            self.handle(a)
+
+    @precondition(lambda self: self.open_sessions("current", "next"))
+    @rule(data=hs.data())
+    def user_transcript(self, data) -> None:
+        sid = data.draw(hs.sampled_from(self.open_sessions("current", "next")))
+        self.cid += 1
+        cid = f"u{self.cid}"
+        final = json.dumps({"generationStage": "FINAL"})
+        for e in (
+            out(
+                "contentStart", contentId=cid, type="TEXT", role="USER", additionalModelFields=final
+            ),
+            out("textOutput", contentId=cid, role="USER", content=f"words {self.cid}"),
+            out("contentEnd", contentId=cid, type="TEXT", stopReason="END_TURN"),
+        ):
+            self.handle(ev.SessionOutput(session_id=sid, event=e))
+
+    @precondition(lambda self: self.open_sessions("current", "closing", "next"))
+    @rule(data=hs.data())
+    def assistant_step(self, data) -> None:
+        sid = data.draw(hs.sampled_from(self.open_sessions("current", "closing", "next")))
+        step = self.turn.get(sid, 0)
+        kind = TURN_STEPS[step]
+        self.turn[sid] = (step + 1) % len(TURN_STEPS)
+        base = f"{sid}-t"
+        spec = json.dumps({"generationStage": "SPECULATIVE"})
+        final = json.dumps({"generationStage": "FINAL"})
+        events = {
+            "spec": [
+                out(
+                    "contentStart",
+                    contentId=base + "s",
+                    type="TEXT",
+                    role="ASSISTANT",
+                    additionalModelFields=spec,
+                ),
+                out("textOutput", contentId=base + "s", role="ASSISTANT", content="an answer"),
+                out("contentEnd", contentId=base + "s", type="TEXT", stopReason="PARTIAL_TURN"),
+            ],
+            "audio_start": [
+                out("contentStart", contentId=base + "a", type="AUDIO", role="ASSISTANT")
+            ],
+            "audio": [
+                out(
+                    "audioOutput",
+                    contentId=base + "a",
+                    content=base64.b64encode(b"\x01\x00" * 240).decode(),
+                )
+            ],
+            "audio_end": [
+                out("contentEnd", contentId=base + "a", type="AUDIO", stopReason="END_TURN")
+            ],
+            "final": [
+                out(
+                    "contentStart",
+                    contentId=base + "f",
+                    type="TEXT",
+                    role="ASSISTANT",
+                    additionalModelFields=final,
+                ),
+                out("textOutput", contentId=base + "f", role="ASSISTANT", content="an answer"),
+                out("contentEnd", contentId=base + "f", type="TEXT", stopReason="END_TURN"),
+            ],
+        }[kind]
+        for e in events:
+            self.handle(ev.SessionOutput(session_id=sid, event=e))
+
+    @precondition(lambda self: self.open_sessions("current"))
+    @rule()
+    def barge_in(self) -> None:
+        sid = self.open_sessions("current")[0]
+        self.turn[sid] = 0
+        self.cid += 1
+        cid = f"i{self.cid}"
+        for e in (
+            out("contentStart", contentId=cid, type="TEXT", role="ASSISTANT"),
+            out("textOutput", contentId=cid, role="ASSISTANT", content='{ "interrupted" : true }'),
+            out("contentEnd", contentId=cid, type="TEXT", stopReason="INTERRUPTED"),
+        ):
+            self.handle(ev.SessionOutput(session_id=sid, event=e))
+
+    @precondition(lambda self: self.open_sessions("current", "next", "closing"))
+    @rule(data=hs.data(), closed=hs.booleans())
+    def session_dies(self, data, closed: bool) -> None:
+        sid = data.draw(hs.sampled_from(self.open_sessions("current", "next", "closing")))
+        if closed:
+            self.handle(ev.SessionClosed(session_id=sid))
+        else:
+            self.handle(
+                ev.SessionFailed(session_id=sid, code="ModelStreamErrorException", message="boom")
+            )
+
+    @rule()
+    def operator_forces_handoff(self) -> None:
+        self.handle(ev.Operator(command="force_handoff"))
+
+    # ---- invariants --------------------------------------------------------------------
+
+    @invariant()
+    def one_current_session(self) -> None:
+        current = self.open_sessions("current")
+        assert len(current) <= 1
+        promoting = self.engine.state is State.HANDOFF and self.open_sessions("next")
+        if self.engine.state not in (State.RECOVERING, State.STOPPED) and not promoting:
+            assert len(current) == 1, self.engine.state
+
+    @invariant()
+    def no_frame_dropped_duplicated_or_reordered(self) -> None:
+        for sid, seqs in self.received.items():
+            assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), f"{sid}: gap or duplicate"
+        reached = set().union(*self.received.values()) if self.received else set()
+        kept = {f.seq for f in self.engine.buffer.frames}
+        lost = set(self.engine.buffer.lost_seqs)
+        captured = self.stopped_at if self.stopped_at is not None else self.seq + 1
+        missing = [s for s in range(captured) if s not in reached | kept | lost]
+        assert not missing, f"frames neither sent, kept nor counted lost: {missing[:5]}"
+
+    @invariant()
+    def buffer_within_cap(self) -> None:
+        assert self.engine.buffer.bytes <= SETTINGS.buffer_cap_bytes
+
+    @invariant()
+    def no_session_left_past_the_hard_deadline(self) -> None:
+        cur = self.engine.sessions.get(self.engine.current or "")
+        if (
+            cur is not None
+            and cur.ready
+            and self.now - cur.opened_at >= SETTINGS.hard_deadline_seconds
+        ):
+            assert self.engine.state not in (State.NORMAL, State.MONITORING), self.engine.state
+
+    @invariant()
+    def history_obeys_the_rules(self) -> None:
+        h = SETTINGS.history
+        for messages in self.history_sent.values():
+            assert messages[0][0] == "USER"
+            assert len(messages) <= h.max_messages
+            assert sum(len(t.encode()) for _, t in messages) <= h.max_total_bytes
+
+
+EngineMachine.TestCase.settings = settings(
+    max_examples=int(os.environ.get("SONIC_FSM_EXAMPLES", "150")),
+    stateful_step_count=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+test_engine_invariants = EngineMachine.TestCase
