@@ -18,12 +18,11 @@ import pytest
 from textual.worker import WorkerState
 
 from sonic_fsm import machine, settings
-from sonic_fsm.audio.null import NullSink, NullSource
-from sonic_fsm.backends.local import LocalBackend
 from sonic_fsm.errors import SessionError
 from sonic_fsm.events import Operator
 from sonic_fsm.runner import Conversation
 from sonic_fsm.snapshot import TranscriptLine
+from sonic_fsm.wiring import build_conversation
 from tui import sample
 from tui.app import (
     DEMO_OVERRIDES,
@@ -466,15 +465,9 @@ async def test_no_snapshot_yet_renders_nothing() -> None:
 
 
 def emulator_conversation() -> Conversation:
-    """The demo profile on the in-process emulator, with a silent user."""
+    """The demo profile on the in-process emulator, wired as the CLI does, a silent user."""
     s = settings.load(None, DEMO_OVERRIDES)
-    return Conversation(
-        s,
-        LocalBackend(s),
-        NullSource(chunk_frames=s.audio.chunk_frames),
-        NullSink(),
-        finish_when_input_ends=False,
-    )
+    return build_conversation(s, mic="null", speaker="null", finish_when_input_ends=False)
 
 
 async def wait_for(pilot: Any, condition: Callable[[], bool], seconds: float = 10.0) -> None:

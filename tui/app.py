@@ -27,11 +27,14 @@ from textual.worker import Worker, WorkerCancelled, WorkerFailed, WorkerState
 
 from sonic_fsm import settings as settings_mod
 from sonic_fsm.audio.base import AudioDeviceError
+from sonic_fsm.audio.talker import TalkerError
+from sonic_fsm.audio.wav import WavFormatError
 from sonic_fsm.credentials import CredentialsError
 from sonic_fsm.errors import SessionError
 from sonic_fsm.events import Operator
 from sonic_fsm.settings import Settings, SettingsError
 from sonic_fsm.snapshot import Snapshot
+from sonic_fsm.wiring import build_conversation
 from tui.present import settings_toml, state_name
 from tui.screens import ErrorScreen, HelpScreen, SettingsScreen
 from tui.widgets import (
@@ -263,7 +266,15 @@ def _titled(widget: Widget, title: str) -> Widget:
     return widget
 
 
-STARTUP_ERRORS = (SettingsError, AudioDeviceError, CredentialsError, SessionError, OSError)
+STARTUP_ERRORS = (
+    SettingsError,
+    AudioDeviceError,
+    CredentialsError,
+    SessionError,
+    TalkerError,
+    WavFormatError,
+    OSError,
+)
 """What a user can cause and fix (bad settings, no device, no credentials, a refused port)."""
 
 
@@ -304,17 +315,21 @@ class StartupErrorApp(App[int]):
 
 
 Build = Callable[..., Source]
-"""``build_conversation(settings, mic=..., speaker=...)``: the lead's, or a stand-in in tests."""
+"""How a conversation is built: ``sonic_fsm.wiring.build_conversation``, or a stand-in."""
 
 
 def make_app(
-    settings: Settings, mic: Any = None, speaker: Any = None, *, build: Build | None = None
+    settings: Settings,
+    mic: str | None = None,
+    speaker: str | None = None,
+    *,
+    build: Build = build_conversation,
 ) -> Dashboard | StartupErrorApp:
-    """The dashboard on a conversation built from ``settings``, or the start-up error screen."""
-    if build is None:
-        from sonic_fsm import runner  # on use: building a conversation loads backends, devices
+    """The dashboard on a conversation built from ``settings``, or the start-up error screen.
 
-        build = runner.build_conversation
+    ``mic`` and ``speaker`` are the command line's choices (``None``: the devices when there
+    are some, else the simulated talker and silence).
+    """
     try:
         conversation = build(settings, mic=mic, speaker=speaker)
     except Exception as e:
@@ -322,7 +337,7 @@ def make_app(
     return Dashboard(conversation, settings=settings)
 
 
-def main(settings: Settings, mic: Any = None, speaker: Any = None) -> int:
+def main(settings: Settings, mic: str | None = None, speaker: str | None = None) -> int:
     """Run the dashboard (``sonic-fsm tui``, ``make run``); returns the exit code.
 
     0 after a clean quit, 1 when the conversation stopped with an error, 2 when it could not

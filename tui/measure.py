@@ -1,10 +1,10 @@
 """Measure what the dashboard costs: screen updates a second, engine events a second, CPU.
 
-Runs the demo conversation (in-process emulator, a simulated talker speaking test-signal
-utterances, a silent speaker) for ``--seconds`` of real time twice: once without the
-dashboard (the baseline) and once with it, headless, and prints both. The dashboard's own
-CPU is the difference. ``--terminal`` instead runs the dashboard on the real terminal (so
-drawing to it counts) and writes the figures to ``--out`` when it quits by itself.
+Runs the demo conversation (in-process emulator, the simulated talker, a silent speaker)
+for ``--seconds`` of real time twice: once without the dashboard (the baseline) and once
+with it, headless, and prints both. The dashboard's own CPU is the difference.
+``--terminal`` instead runs the dashboard on the real terminal (so drawing to it counts)
+and writes the figures to ``--out`` when it quits by itself.
 
     .venv/bin/python -m tui.measure --seconds 20
     .venv/bin/python -m tui.measure --seconds 10 --burst   # the engine flooded with events
@@ -24,12 +24,10 @@ from pathlib import Path
 from typing import Any
 
 from sonic_fsm import settings as settings_mod
-from sonic_fsm.audio.null import NullSink
-from sonic_fsm.audio.talker import Talker, TalkerConfig
-from sonic_fsm.backends.local import LocalBackend
 from sonic_fsm.events import Operator, Tick
 from sonic_fsm.runner import Conversation
 from sonic_fsm.settings import Settings
+from sonic_fsm.wiring import build_conversation
 from tui.app import DEMO_OVERRIDES, Dashboard
 
 
@@ -62,14 +60,9 @@ class Figures:
 
 
 def demo_conversation(s: Settings) -> Conversation:
-    """The emulator with a talker that keeps speaking (DTMF test utterances) and is answered."""
-    sink = NullSink(rate=s.audio.output_sample_rate)
-    loop_time = asyncio.get_running_loop().time
-    talker = Talker(
-        TalkerConfig(voice="tones", repeat=True, chunk_frames=s.audio.chunk_frames),
-        assistant_busy=lambda: sink.queued_seconds(loop_time()) > 0,
-    )
-    return Conversation(s, LocalBackend(s), talker, sink, finish_when_input_ends=False)
+    """What ``make run`` gives a user without a microphone: the emulator, the simulated talker
+    (who sometimes talks over an answer), no speaker; it never ends by itself."""
+    return build_conversation(s, mic="talker", speaker="null", finish_when_input_ends=False)
 
 
 async def flood(conv: Conversation, seconds: float, batch: int = 500) -> None:
