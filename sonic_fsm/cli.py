@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -183,10 +184,8 @@ def _user_errors() -> tuple[type[BaseException], ...]:
         ("sonic_fsm.audio.talker", "TalkerError"),
         ("sonic_fsm.recording", "RecordingError"),
     ):
-        try:
+        with contextlib.suppress(ImportError, AttributeError):
             errors.append(getattr(__import__(module, fromlist=[name]), name))
-        except (ImportError, AttributeError):
-            pass
     return tuple(errors)
 
 

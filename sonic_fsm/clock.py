@@ -43,7 +43,7 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
         return self._jump.now
 
 
-def run(coro: Coroutine[Any, Any, T], virtual: bool = False) -> T:
+def run[T](coro: Coroutine[Any, Any, T], virtual: bool = False) -> T:
     """Run ``coro`` to completion in real time, or in virtual time."""
     if not virtual:
         return asyncio.run(coro)

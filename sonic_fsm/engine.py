@@ -266,8 +266,9 @@ class Engine:
         """Answered, or so long unheard that no session took it for speech."""
         if u.answer_done:
             return True
-        unheard = u.transcript is None and u.end is not None
-        return unheard and self.last_seq - u.end > self.abandon_frames
+        if u.transcript is not None or u.end is None:
+            return False
+        return self.last_seq - u.end > self.abandon_frames
 
     # ---- session lifecycle -------------------------------------------------------------
 
@@ -552,7 +553,8 @@ class Engine:
             if st is State.NORMAL and age >= self.s.transition_threshold_seconds:
                 if self.s.session_logging.log_transitions:
                     self._say(
-                        f"[THRESHOLD] {cur.id} is {age:.1f}s old: waiting for the assistant to speak"
+                        f"[THRESHOLD] {cur.id} is {age:.1f}s old: "
+                        "waiting for the assistant to speak"
                     )
                 self._fire("threshold_reached")
             if self.state in (
@@ -597,7 +599,7 @@ class Engine:
         self.monitoring_since = self.now
 
     def on_enter_BUFFERING(self, e: EventData) -> None:
-        if e.transition.source == State.HANDOFF.value:
+        if _source(e) == State.HANDOFF.value:
             # The next session failed during the hand-off: the current one takes audio again.
             cur = self.sessions[self.current or ""]
             cur.cut = False
@@ -612,7 +614,7 @@ class Engine:
             self._say(f"[BUFFERING] opening {self.next} in the background")
 
     def on_enter_HANDOFF(self, e: EventData) -> None:
-        recovering = e.transition.source == State.RECOVERING.value
+        recovering = _source(e) == State.RECOVERING.value
         self.handoff_kind = "recovery" if recovering else "handoff"
         self.handoff_started = self.now
         nxt = self.sessions[self.next or ""]
@@ -762,7 +764,8 @@ class Engine:
 
     def record_transition(self, e: EventData) -> None:
         """Runs after every state change: time in state, the log line, the observer."""
-        source, dest = e.transition.source, e.transition.dest
+        assert e.transition is not None
+        source, dest = e.transition.source, str(e.transition.dest)
         spent = self.now - self.state_since
         self.metrics.time_in_state[source] = self.metrics.time_in_state.get(source, 0.0) + spent
         self.state_since = self.now
@@ -892,3 +895,9 @@ class Engine:
             muted=self.muted,
             mic_level_db=self.speech.last_level_db,
         )
+
+
+def _source(e: EventData) -> str:
+    """The state a transition leaves."""
+    assert e.transition is not None
+    return e.transition.source

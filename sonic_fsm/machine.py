@@ -9,7 +9,7 @@ for an adapter to carry out.
 from __future__ import annotations
 
 from enum import Enum
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from transitions import EventData, Machine
 
@@ -55,19 +55,19 @@ class Context(Protocol):
 
 def is_handoff_point(event: EventData) -> bool:
     """The next session is ready and the turn allows switching (or the switch is forced)."""
-    ctx: Context = event.model
+    ctx = cast(Context, event.model)
     return ctx.has_ready_next and (ctx.forced or ctx.turn_settled)
 
 
 def has_current(event: EventData) -> bool:
     """The session handing over still works: a failed hand-off can fall back to it."""
-    ctx: Context = event.model
+    ctx = cast(Context, event.model)
     return ctx.has_current
 
 
 def has_retries_left(event: EventData) -> bool:
     """Bounded retries: a replacement may be opened again."""
-    ctx: Context = event.model
+    ctx = cast(Context, event.model)
     return ctx.retries_left
 
 

@@ -5,8 +5,8 @@ simple model of what it should have received."""
 from __future__ import annotations
 
 import base64
-import os
 import json
+import os
 import struct
 
 from hypothesis import HealthCheck, settings

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 from hypothesis import given
 from hypothesis import strategies as hs
 
@@ -51,7 +53,7 @@ def test_rules_always_hold(pairs, max_messages, max_bytes) -> None:
     assert not out or out[0].role == USER
     assert len(out) <= max_messages
     assert size(out) <= max_bytes
-    assert all(a.role != b.role for a, b in zip(out, out[1:], strict=False))
+    assert all(a.role != b.role for a, b in itertools.pairwise(out))
     assert merge_neighbours(out) == out
 
 

@@ -43,7 +43,7 @@ class Ctx:
         pass
 
 
-def expected(state: State, trigger: str, flags: dict[str, bool]) -> State | None | str:
+def expected(state: State, trigger: str, flags: dict[str, bool]) -> State | str | None:
     """What the table says: the destination, ``state`` for an internal move, or "refused"."""
     for t in machine.TRANSITIONS:
         if t["trigger"] != trigger:

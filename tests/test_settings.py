@@ -82,5 +82,5 @@ def test_file_errors(tmp_path: Path) -> None:
         st.load(table)
     unknown = tmp_path / "unknown.toml"
     unknown.write_text("[history]\nmax_bytes = 3\n")
-    with pytest.raises(st.SettingsError, match="setting history.max_bytes: unknown key"):
+    with pytest.raises(st.SettingsError, match=r"setting history\.max_bytes: unknown key"):
         st.load(unknown)

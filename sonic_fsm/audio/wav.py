@@ -44,7 +44,7 @@ def read_wav(path: str | Path, rate: int = INPUT_RATE) -> bytes:
     if channels > 1:
         samples = samples.reshape(-1, channels).mean(axis=1)
     if src_rate != rate and samples.size:
-        n_out = int(round(samples.size * rate / src_rate))
+        n_out = round(samples.size * rate / src_rate)
         samples = np.interp(np.arange(n_out) * src_rate / rate, np.arange(samples.size), samples)
     return np.clip(np.round(samples), -32768, 32767).astype("<i2").tobytes()
 
@@ -94,7 +94,7 @@ class TimelineSink:
         self.t0 = self.end = t0
 
     def _offset(self, t: float) -> int:
-        return int(round((t - self.t0) * self.rate)) * 2
+        return round((t - self.t0) * self.rate) * 2
 
     def play(self, pcm: bytes, now: float) -> None:
         start = max(now, self.end)

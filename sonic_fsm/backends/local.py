@@ -7,6 +7,7 @@ the machine allows, and in real time it behaves like the service.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -54,10 +55,8 @@ class LocalSession:
             deadline = self.model.next_deadline()
             timeout = None if deadline is None else max(0.0, deadline - self._loop.time())
             self._wake.clear()
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout)
-            except TimeoutError:
-                pass
 
     async def close(self) -> None:
         if not self._closed:

@@ -92,12 +92,12 @@ class ReactiveSource:
                 delay = 0.5 if barge else self.late_at.get(n, 0.3)
                 react_at, react_waits_for_quiet = t + delay, not barge
             last_state = state
-            if react_at is not None and t >= react_at and not pending:
-                if not (react_waits_for_quiet and self.speaker_busy()):
-                    pending += testsignal.utterance(self.next_extra, RATE)
-                    self.extras.append(self.next_extra)
-                    self.next_extra += 1
-                    react_at = None
+            due = react_at is not None and t >= react_at and not pending
+            if due and not (react_waits_for_quiet and self.speaker_busy()):
+                pending += testsignal.utterance(self.next_extra, RATE)
+                self.extras.append(self.next_extra)
+                self.next_extra += 1
+                react_at = None
             while queue and queue[0].at <= t and not pending:
                 pending += testsignal.utterance(queue.pop(0).number, RATE)
                 end = max(end, t + 8.0 + self.tail_seconds)
