@@ -257,6 +257,23 @@ async def test_an_engine_error_is_a_message_not_a_traceback() -> None:
 
 
 @sync
+async def test_missing_credentials_found_by_the_engine_are_a_start_up_error() -> None:
+    from sonic_fsm.credentials import CredentialsError
+
+    source = RunningSource(fail=CredentialsError("no AWS credentials found: set AWS_PROFILE"))
+    app = Dashboard(source, poll_seconds=None)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause(0.1)
+        text = screen_text(app)
+        assert "sonic-fsm could not start" in text
+        assert "no AWS credentials found: set AWS_PROFILE" in text
+        assert "Traceback" not in text and "CredentialsError" not in text
+        await pilot.press("q")
+        await pilot.pause(0.1)
+    assert app.return_code == 2
+
+
+@sync
 async def test_a_snapshot_that_raises_is_reported_once_and_quit_still_works() -> None:
     class Broken(sample.FixedSource):
         def snapshot(self):

@@ -118,6 +118,8 @@ class Dashboard(App[int]):
         """How many of those snapshots were new and pushed into the panels."""
         self.engine: Worker[Any] | None = None
         self.engine_error: BaseException | None = None
+        self.exit_code = 0
+        """0, or 1 when the engine failed, 2 when it failed for want of a working set-up."""
         self.snapshot_error: BaseException | None = None
         self.stopping = False
 
@@ -182,10 +184,13 @@ class Dashboard(App[int]):
         if event.worker.group != "engine":
             return
         if event.state == WorkerState.ERROR:
-            self.engine_error = event.worker.error
+            error = self.engine_error = event.worker.error
+            # Credentials, for one, are only found when the first session opens.
+            setup = isinstance(error, SETUP_ERRORS)
+            self.exit_code = 2 if setup else 1
             if not self.stopping:
-                message = describe_error(event.worker.error)
-                self.push_screen(ErrorScreen("the conversation stopped", message))
+                title = "sonic-fsm could not start" if setup else "the conversation stopped"
+                self.push_screen(ErrorScreen(title, describe_error(error)))
         elif event.state == WorkerState.SUCCESS and not self.stopping:
             reason = getattr(event.worker.result, "reason", "")
             self.notify(f"The conversation ended{': ' + reason if reason else '.'}", title="engine")
@@ -257,7 +262,7 @@ class Dashboard(App[int]):
                 engine.cancel()
             except (WorkerFailed, WorkerCancelled):
                 pass
-        code = 1 if self.engine_error is not None else 0
+        code = self.exit_code
         self.exit(code, return_code=code)
 
 
@@ -266,16 +271,11 @@ def _titled(widget: Widget, title: str) -> Widget:
     return widget
 
 
-STARTUP_ERRORS = (
-    SettingsError,
-    AudioDeviceError,
-    CredentialsError,
-    SessionError,
-    TalkerError,
-    WavFormatError,
-    OSError,
-)
-"""What a user can cause and fix (bad settings, no device, no credentials, a refused port)."""
+SETUP_ERRORS = (SettingsError, AudioDeviceError, CredentialsError, TalkerError, WavFormatError)
+"""Problems with the set-up (settings, devices, credentials, files): the run could not start."""
+
+STARTUP_ERRORS = (*SETUP_ERRORS, SessionError, OSError)
+"""What a user can cause and fix: the set-up, or a service or port that refused us."""
 
 
 def describe_error(error: BaseException | None) -> str:
