@@ -22,6 +22,8 @@ import h2.settings
 import pytest
 
 from sonic_fsm import protocol as pr
+from sonic_fsm import testsignal
+from sonic_fsm.backends.local import LocalBackend
 from sonic_fsm.emulator import eventstream, serve_cli
 from sonic_fsm.emulator.server import Endpoint, EndpointThread, parse_path
 from sonic_fsm.emulator.sigv4 import (
@@ -36,6 +38,7 @@ from sonic_fsm.emulator.sigv4 import (
 from sonic_fsm.emulator.tls import TlsFiles, client_context, ensure_certificates, server_context
 from sonic_fsm.emulator.wire_client import WireClient
 from sonic_fsm.errors import SessionError
+from sonic_fsm.settings import Settings, replace
 
 CREDS = Credentials(access_key_id="AKIALOCALTEST", secret_access_key="the-secret")
 REGION = "us-east-1"
@@ -532,61 +535,188 @@ def test_exports_are_shell_safe(tls_files: TlsFiles) -> None:
     assert lines[0].startswith("# ")
 
 
-@pytest.mark.skipif(sys.platform == "win32", reason="signals")
-def test_serve_prints_exports_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
-    """The command as a user runs it, with the echo backend injected through ``serve``."""
-    script = (
-        "import asyncio, sys\n"
-        "from pathlib import Path\n"
-        "from sonic_fsm.emulator import serve_cli\n"
-        "from sonic_fsm.settings import Settings\n"
-        f"sys.path.insert(0, {str(Path(__file__).parent)!r})\n"
-        "from test_endpoint import EchoBackend\n"
-        f"state = Path({str(tmp_path)!r})\n"
-        "asyncio.run(serve_cli.serve(host='127.0.0.1', port=0, state_dir=state,\n"
-        "    settings=Settings(), out=lambda l: print(l, flush=True),\n"
-        "    make_backend=lambda s: EchoBackend()))\n"
-    )
-    proc = subprocess.Popen(
-        [sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
+def test_serve_command_exports_drive_the_sdk_and_sigterm_stops_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As a user runs it: start the command, eval its exports, talk to it with the SDK."""
+    cmd = [sys.executable, "-m", "sonic_fsm.emulator.serve_cli", "serve", "--port", "0"]
+    cmd += ["--state-dir", str(tmp_path), "--set", "emulator.speed=20"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None
         lines = [proc.stdout.readline() for _ in range(6)]
-        env = dict(
-            line.removeprefix("export ").strip().split("=", 1)
-            for line in lines
-            if line.startswith("export ")
-        )
         assert lines[0].startswith("# sonic-fsm emulator endpoint: https://127.0.0.1:")
-        assert set(env) == {
+        script = "".join(lines) + "env | grep -E '^(AWS_|SSL_CERT_FILE=)'"
+        env_out = subprocess.run(["sh", "-c", script], capture_output=True, text=True, check=True)
+        env = dict(line.split("=", 1) for line in env_out.stdout.splitlines())
+        assert set(env) >= {
             "AWS_ENDPOINT_URL_BEDROCK_RUNTIME",
             "SSL_CERT_FILE",
             "AWS_ACCESS_KEY_ID",
             "AWS_SECRET_ACCESS_KEY",
             "AWS_REGION",
         }
-        port = int(env["AWS_ENDPOINT_URL_BEDROCK_RUNTIME"].rsplit(":", 1)[1])
-        creds = Credentials(
-            access_key_id=env["AWS_ACCESS_KEY_ID"], secret_access_key=env["AWS_SECRET_ACCESS_KEY"]
-        )
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        monkeypatch.delenv("AWS_PROFILE", raising=False)
 
-        async def go() -> dict[str, Any] | None:
-            client = WireClient(credentials=creds, region=env["AWS_REGION"])
-            files = TlsFiles(
-                ca_cert=Path(env["SSL_CERT_FILE"]), server_cert=Path(), server_key=Path()
+        async def go() -> list[dict[str, Any]]:
+            from aws_sdk_bedrock_runtime.client import AsyncBedrockRuntimeClient
+            from aws_sdk_bedrock_runtime.config import AsyncBedrockRuntimeConfig
+            from smithy_http.aio.crt import AWSCRTHTTPClient, AWSCRTHTTPClientConfig
+
+            # Endpoint, region and keys come from the exported environment alone.
+            config = await AsyncBedrockRuntimeConfig.resolve(
+                transport=AWSCRTHTTPClient(client_config=AWSCRTHTTPClientConfig(force_http_2=True)),
+                config_file_path=str(tmp_path / "no-config"),
+                credentials_file_path=str(tmp_path / "no-credentials"),
             )
-            await client.connect("127.0.0.1", port, client_context(files))
-            s = await client.open()
-            await s.send(pr.session_start())
-            got = await s.receive()
-            await client.aclose()
-            return got
+            s = await SdkStream.open(AsyncBedrockRuntimeClient(config=config))
+            events = await one_turn(s, 3)
+            await end_session(s)
+            await s.finish()
+            return events
 
-        assert run(go(), timeout=15) == {"event": {"echo": {"of": "sessionStart"}}}
+        assert_turn(run(go(), timeout=20), 3)
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=10) == 0
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+# ---- a conversation turn through the endpoint, with the emulated model ------------------------
+
+
+def fast_settings() -> Settings:
+    """The emulator generating 20x faster than real time: a turn takes a fraction of a second."""
+    return replace(Settings(), emulator__speed=20.0)
+
+
+async def one_turn(s: Any, n: int = 7) -> list[dict[str, Any]]:
+    """Opening events and test-signal utterance ``n``; the events up to the FINAL text's end."""
+    opening = [
+        pr.session_start(),
+        pr.prompt_start("p", "matthew"),
+        *pr.text_block("p", "system", "SYSTEM", "Be brief.", 1024),
+        pr.audio_content_start("p", "mic"),
+    ]
+    for event in opening:
+        await s.send(event)
+    pcm = testsignal.utterance(n) + b"\0\0" * 16000  # then 1 s of silence: end of speech
+    for i in range(0, len(pcm), 2048):
+        await s.send(pr.audio_input("p", "mic", pcm[i : i + 2048]))
+    events, final_id = [], None
+    while True:
+        event = await asyncio.wait_for(s.receive(), 10)
+        assert event is not None, f"output ended mid-turn after {events[-3:]}"
+        events.append(event)
+        parsed = pr.parse_output(event)
+        if isinstance(parsed, pr.ContentStart) and (parsed.role, parsed.stage) == (
+            "ASSISTANT",
+            pr.FINAL,
+        ):
+            final_id = parsed.content_id
+        if isinstance(parsed, pr.ContentEnd) and parsed.content_id == final_id:
+            return events
+
+
+async def end_session(s: Any) -> None:
+    for event in (pr.content_end("p", "mic"), pr.prompt_end("p"), pr.session_end()):
+        await s.send(event)
+
+
+def assert_turn(events: list[dict[str, Any]], n: int) -> None:
+    """Transcript, then SPECULATIVE text, then the answer's audio, then FINAL text."""
+    parsed = [pr.parse_output(e) for e in events]
+    stages = {p.content_id: p.stage for p in parsed if isinstance(p, pr.ContentStart)}
+    order: list[str] = []
+    audio = b""
+    for p in parsed:
+        if isinstance(p, pr.TextOutput) and p.role == "USER":
+            order.append(f"USER:{p.text}")
+        elif isinstance(p, pr.TextOutput) and p.role == "ASSISTANT" and not p.interrupted:
+            order.append(f"{stages[p.content_id]}:{p.text}")
+        elif isinstance(p, pr.AudioOutput):
+            if not order or order[-1] != "AUDIO":
+                order.append("AUDIO")
+            audio += p.pcm
+    assert order[0] == f"USER:utterance {n}"
+    assert [o.split(":")[0] for o in order[1:]] == ["SPECULATIVE", "AUDIO", "FINAL"]
+    assert order[1].split(":", 1)[1] == order[3].split(":", 1)[1]
+    marks = [(m.kind, m.number) for m in testsignal.decode_marks(audio, 24000)]
+    assert marks == [("A", n), ("B", n)]  # the whole marked answer arrived, in order
+
+
+def test_sdk_completes_a_turn_with_the_emulator(tls_files: TlsFiles, trust: None) -> None:
+    async def go(url: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        s = await SdkStream.open(await sdk_client(url))
+        events = await one_turn(s, 7)
+        await end_session(s)
+        return events, await s.finish()
+
+    with serving(tls_files, LocalBackend(fast_settings())) as (endpoint, thread):
+        events, rest = run(go(endpoint.url))
+        stats = thread.call(lambda: endpoint.stats)
+    assert_turn(events, 7)
+    assert [pr.event_name(e) for e in rest][-1] == "completionEnd"
+    assert (stats.streams_completed, stats.streams_failed, stats.auth_refused) == (1, 0, 0)
+
+
+def test_sdk_raises_a_validation_exception_from_the_emulator(
+    tls_files: TlsFiles, trust: None
+) -> None:
+    """Audio before promptStart breaks the service's order: the SDK's modeled exception."""
+    from aws_sdk_bedrock_runtime.models import ValidationException
+
+    async def go(url: str) -> None:
+        s = await SdkStream.open(await sdk_client(url))
+        await s.send(pr.session_start())
+        await s.send(pr.audio_content_start("p", "mic"))
+        try:
+            while await s.receive() is not None:
+                pass
+        finally:
+            with contextlib.suppress(Exception):
+                await s.stream.input_stream.close()
+            await s.stream.close()
+
+    with (
+        serving(tls_files, LocalBackend(fast_settings())) as (endpoint, _),
+        pytest.raises(ValidationException, match="promptStart"),
+    ):
+        run(go(endpoint.url), timeout=15)
+
+
+def test_fifty_concurrent_streams_each_complete_a_turn(tls_files: TlsFiles) -> None:
+    """Fifty sessions at once on one endpoint (five connections of ten streams each)."""
+    n_streams, per_conn = 50, 10
+
+    async def session(client: WireClient, n: int) -> list[dict[str, Any]]:
+        s = await client.open()
+        events = await one_turn(s, n)
+        await end_session(s)
+        await s.close_input()
+        while await asyncio.wait_for(s.receive(), 10) is not None:
+            pass
+        return events
+
+    async def go(endpoint: Endpoint) -> list[list[dict[str, Any]]]:
+        clients = [await wire(endpoint, tls_files) for _ in range(n_streams // per_conn)]
+        try:
+            return await asyncio.gather(
+                *(session(clients[i // per_conn], 100 + i) for i in range(n_streams))
+            )
+        finally:
+            for c in clients:
+                await c.aclose()
+
+    with serving(tls_files, LocalBackend(fast_settings())) as (endpoint, thread):
+        results = run(go(endpoint), timeout=60)
+        stats = thread.call(lambda: endpoint.stats)
+    for i, events in enumerate(results):
+        assert_turn(events, 100 + i)
+    assert stats.streams_completed == n_streams
+    assert stats.streams_failed == 0
+    assert stats.peak_active == n_streams
