@@ -25,6 +25,7 @@ from sonic_fsm import protocol as pr
 from sonic_fsm import testsignal
 from sonic_fsm.backends.local import LocalBackend
 from sonic_fsm.emulator import eventstream, serve_cli
+from sonic_fsm.emulator.loadtest import end_session, one_turn
 from sonic_fsm.emulator.server import Endpoint, EndpointThread, parse_path
 from sonic_fsm.emulator.sigv4 import (
     AuthError,
@@ -594,39 +595,6 @@ def fast_settings() -> Settings:
     return replace(Settings(), emulator__speed=20.0)
 
 
-async def one_turn(s: Any, n: int = 7) -> list[dict[str, Any]]:
-    """Opening events and test-signal utterance ``n``; the events up to the FINAL text's end."""
-    opening = [
-        pr.session_start(),
-        pr.prompt_start("p", "matthew"),
-        *pr.text_block("p", "system", "SYSTEM", "Be brief.", 1024),
-        pr.audio_content_start("p", "mic"),
-    ]
-    for event in opening:
-        await s.send(event)
-    pcm = testsignal.utterance(n) + b"\0\0" * 16000  # then 1 s of silence: end of speech
-    for i in range(0, len(pcm), 2048):
-        await s.send(pr.audio_input("p", "mic", pcm[i : i + 2048]))
-    events, final_id = [], None
-    while True:
-        event = await asyncio.wait_for(s.receive(), 10)
-        assert event is not None, f"output ended mid-turn after {events[-3:]}"
-        events.append(event)
-        parsed = pr.parse_output(event)
-        if isinstance(parsed, pr.ContentStart) and (parsed.role, parsed.stage) == (
-            "ASSISTANT",
-            pr.FINAL,
-        ):
-            final_id = parsed.content_id
-        if isinstance(parsed, pr.ContentEnd) and parsed.content_id == final_id:
-            return events
-
-
-async def end_session(s: Any) -> None:
-    for event in (pr.content_end("p", "mic"), pr.prompt_end("p"), pr.session_end()):
-        await s.send(event)
-
-
 def assert_turn(events: list[dict[str, Any]], n: int) -> None:
     """Transcript, then SPECULATIVE text, then the answer's audio, then FINAL text."""
     parsed = [pr.parse_output(e) for e in events]
@@ -689,24 +657,36 @@ def test_sdk_raises_a_validation_exception_from_the_emulator(
         run(go(endpoint.url), timeout=15)
 
 
-def test_fifty_concurrent_streams_each_complete_a_turn(tls_files: TlsFiles) -> None:
-    """Fifty sessions at once on one endpoint (five connections of ten streams each)."""
+@pytest.mark.parametrize("client_kind", ["sdk", "wire"])
+def test_fifty_concurrent_streams_each_complete_a_turn(
+    tls_files: TlsFiles, trust: None, client_kind: str
+) -> None:
+    """Fifty sessions at once on one endpoint: through one real SDK client (the CRT
+    multiplexes them), and through the light client on five connections of ten streams."""
     n_streams, per_conn = 50, 10
 
-    async def session(client: WireClient, n: int) -> list[dict[str, Any]]:
+    async def wire_session(client: WireClient, n: int) -> list[dict[str, Any]]:
         s = await client.open()
         events = await one_turn(s, n)
         await end_session(s)
-        await s.close_input()
-        while await asyncio.wait_for(s.receive(), 10) is not None:
-            pass
+        await s.close()
+        return events
+
+    async def sdk_session(client: Any, n: int) -> list[dict[str, Any]]:
+        s = await SdkStream.open(client)
+        events = await one_turn(s, n)
+        await end_session(s)
+        await s.finish()
         return events
 
     async def go(endpoint: Endpoint) -> list[list[dict[str, Any]]]:
+        if client_kind == "sdk":
+            sdk = await sdk_client(endpoint.url)
+            return await asyncio.gather(*(sdk_session(sdk, 100 + i) for i in range(n_streams)))
         clients = [await wire(endpoint, tls_files) for _ in range(n_streams // per_conn)]
         try:
             return await asyncio.gather(
-                *(session(clients[i // per_conn], 100 + i) for i in range(n_streams))
+                *(wire_session(clients[i // per_conn], 100 + i) for i in range(n_streams))
             )
         finally:
             for c in clients:

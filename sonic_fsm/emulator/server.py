@@ -313,7 +313,9 @@ class Endpoint:
     )
     stats: Stats = field(default_factory=Stats)
     _server: asyncio.Server | None = field(default=None, init=False, repr=False)
-    _conns: set[_Connection] = field(default_factory=set, init=False, repr=False)
+    _conns: dict[_Connection, asyncio.Task[Any]] = field(
+        default_factory=dict, init=False, repr=False
+    )
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1), init=False)
 
     @property
@@ -330,8 +332,11 @@ class Endpoint:
         """Stop listening, send GOAWAY, end every stream and close its session."""
         if self._server is not None:
             self._server.close()
+        tasks = list(self._conns.values())
         for conn in list(self._conns):
             await conn.shutdown(goaway=True)
+        if tasks:
+            await asyncio.wait(tasks, timeout=2.0)
         if self._server is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._server.wait_closed(), 2.0)
@@ -345,11 +350,13 @@ class Endpoint:
             writer.close()  # HTTP/1.1 cannot carry a bidirectional stream
             return
         conn = _Connection(self, reader, writer)
-        self._conns.add(conn)
+        task = asyncio.current_task()
+        assert task is not None
+        self._conns[conn] = task
         try:
             await conn.run()
         finally:
-            self._conns.discard(conn)
+            self._conns.pop(conn, None)
 
     # ---- one stream --------------------------------------------------------------------
 
