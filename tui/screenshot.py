@@ -50,12 +50,25 @@ async def shoot(
 
 
 async def live(target: Path, state: str, timeout: float, handoffs: int) -> str:
+    """The demo on the emulator, the talker speaking test-signal utterances (which the
+    emulator decodes exactly, so the transcript reads "utterance 7" / "answer to utterance 7"
+    whether or not espeak-ng and a recogniser are installed)."""
     from sonic_fsm import settings
+    from sonic_fsm.audio.talker import DEFAULT_SCRIPT, Talker, TalkerConfig
+    from sonic_fsm.wiring import assistant_busy, build_conversation
     from tui.app import DEMO_OVERRIDES
-    from tui.measure import demo_conversation
 
     s = settings.load(None, DEMO_OVERRIDES)
-    app = Dashboard(demo_conversation(s), settings=s)
+    conv = build_conversation(s, mic="null", speaker="null", finish_when_input_ends=False)
+    config = TalkerConfig(
+        script=DEFAULT_SCRIPT,
+        voice="tones",
+        chunk_frames=s.audio.chunk_frames,
+        repeat=True,
+        interrupt_fraction=0.1,
+    )
+    conv.source = Talker(config, assistant_busy=lambda: assistant_busy([conv]))
+    app = Dashboard(conv, settings=s)
     return await shoot(app, target, state, timeout, handoffs)
 
 
