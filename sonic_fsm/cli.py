@@ -78,6 +78,10 @@ def _parser() -> argparse.ArgumentParser:
     _settings_args(bench)
     bench.add_argument("--minutes", type=float, default=30.0, help="conversation length")
     bench.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
+    bench.add_argument(
+        "--realtime-minutes", type=float, default=1.5, help="real-time run length (0: skip)"
+    )
+    bench.add_argument("--sdk", action="store_true", help="also run over the real AWS SDK")
     bench.set_defaults(func=cmd_bench)
 
     emulator = sub.add_parser("emulator", help="the Nova Sonic emulator")
@@ -162,7 +166,13 @@ def cmd_score(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     from sonic_fsm.bench.run import main as bench_main
 
-    return bench_main(_load(args), minutes=args.minutes, json_path=args.json)
+    return bench_main(
+        _load(args),
+        minutes=args.minutes,
+        json_path=args.json,
+        realtime_minutes=args.realtime_minutes,
+        sdk=args.sdk,
+    )
 
 
 class UsageError(ValueError):

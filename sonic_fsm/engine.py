@@ -70,6 +70,9 @@ class Metrics:
     time_in_state: dict[str, float] = field(default_factory=dict)
     barge_ins: int = 0
     failures: int = 0
+    audio_received_bytes: int = 0  # assistant audio that arrived from any session
+    audio_played_bytes: int = 0  # queued on the speaker
+    audio_interrupted_bytes: int = 0  # held back, then dropped because the user barged in
 
 
 class Engine:
@@ -379,6 +382,8 @@ class Engine:
             return
         if out is None:
             return
+        if isinstance(out, pr.AudioOutput):
+            self.metrics.audio_received_bytes += len(out.pcm)
         if sess.cut and not sess.turn_in_progress:
             return  # an old session's new turn: the next session answers it instead
         match out:
@@ -476,6 +481,8 @@ class Engine:
                 kind="assistant", session_id=sess.id, text="(interrupted)", interrupted=True
             )
         )
+        dropped = [p for p in self.held if p.session_id == sess.id]
+        self.metrics.audio_interrupted_bytes += sum(len(p.pcm) for p in dropped)
         self.held = [p for p in self.held if p.session_id != sess.id]
         self._emit(fx.FlushPlayback())
         sess.pending_speculative = 0
@@ -798,6 +805,8 @@ class Engine:
         self.now = max(self.now, now)
 
     def _emit(self, effect: fx.Effect) -> None:
+        if isinstance(effect, fx.Play):
+            self.metrics.audio_played_bytes += len(effect.pcm)
         self._fx.append(effect)
 
     def _take(self) -> list[fx.Effect]:

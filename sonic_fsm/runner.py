@@ -165,6 +165,7 @@ class Conversation:
         self._stopped: str | None = None
         self._tool_ids = itertools.count(1)
         self.engine_events = 0
+        self.chunk_cpu_ns: list[int] | None = None  # set to a list to measure the engine
 
     # ---- the public face ---------------------------------------------------------------
 
@@ -222,7 +223,13 @@ class Conversation:
                 event = await self.queue.get()
                 self.engine_events += 1
                 before = self.engine.next_deadline()
-                self._apply(self.engine.handle(event, self.now()))
+                if self.chunk_cpu_ns is not None and isinstance(event, ev.MicFrame):
+                    t = time.process_time_ns()
+                    effects = self.engine.handle(event, self.now())
+                    self.chunk_cpu_ns.append(time.process_time_ns() - t)
+                else:
+                    effects = self.engine.handle(event, self.now())
+                self._apply(effects)
                 if self.engine.next_deadline() != before:
                     self._rearm.set()
                 self._check_finished()
@@ -368,6 +375,12 @@ class Conversation:
             "handoff_ms_p50": percentile(ms, 50),
             "handoff_ms_p99": percentile(ms, 99),
             "engine_events": self.engine_events,
+            "assistant_truncated_ms": round(
+                (m.audio_received_bytes - m.audio_played_bytes - m.audio_interrupted_bytes)
+                / (2 * self.settings.audio.output_sample_rate)
+                * 1000,
+                1,
+            ),
         }
 
 

@@ -1,0 +1,199 @@
+"""``sonic-fsm bench``: the figures of architecture.md, measured.
+
+Three runs, all on the test signal so the oracle can count:
+1. a long conversation in virtual time on the in-process emulator (correctness, engine CPU
+   per chunk, simulated speed, memory growth), with utterances spoken during hand-offs and a
+   barge-in;
+2. a short conversation in real time on the in-process emulator (hand-off duration and the
+   reply delay a hand-off adds, as a person would feel them);
+3. the same over the real AWS SDK against the emulator's HTTP/2 endpoint (``--sdk``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import resource
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from sonic_fsm import clock
+from sonic_fsm.audio.wav import TimelineSink
+from sonic_fsm.backends.base import Backend
+from sonic_fsm.backends.local import LocalBackend
+from sonic_fsm.bench import oracle
+from sonic_fsm.bench.script import ReactiveSource, evenly
+from sonic_fsm.emulator.model import Faults
+from sonic_fsm.runner import Conversation, percentile
+from sonic_fsm.settings import Settings, replace
+
+REALTIME_OVERRIDES = {
+    "session_limit_seconds": 40.0,
+    "transition_threshold_seconds": 15.0,
+    "hard_deadline_margin_seconds": 6.0,
+}
+
+
+def _rss_mb() -> float:
+    """Resident memory now (Linux /proc), in MB."""
+    try:
+        pages = int(Path("/proc/self/statm").read_text().split()[1])
+        return pages * resource.getpagesize() / 1e6
+    except (OSError, ValueError, IndexError):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e3
+
+
+def _slow_next(n: int) -> Faults:
+    """Next sessions take 3 s to open, so the user speaks during hand-offs."""
+    return Faults(start_delay_seconds=3.0) if n > 1 else Faults()
+
+
+def conversation(
+    settings: Settings,
+    minutes: float,
+    backend: Backend | None = None,
+    virtual: bool = True,
+    spacing: float = 15.0,
+) -> dict[str, Any]:
+    """One scored conversation; returns the figures."""
+    holder: list[Conversation] = []
+    sink = TimelineSink(None, settings.audio.output_sample_rate)
+
+    def state() -> str:
+        engine = holder[0].engine if holder else None
+        return engine.state.value if engine else "NORMAL"
+
+    def speaker_busy() -> bool:
+        return sink.queued_seconds(asyncio.get_running_loop().time()) > 0
+
+    count = max(1, int(minutes * 60 / spacing))
+    source = ReactiveSource(
+        evenly(count, spacing),
+        state,
+        speaker_busy,
+        settings.audio.chunk_frames,
+        barge_in_at=(2,),
+        late_at={3: 2.6, 4: 2.9},
+    )
+    conv = Conversation(settings, backend or LocalBackend(settings, _slow_next), source, sink)
+    conv.chunk_cpu_ns = []
+    holder.append(conv)
+    rss: list[tuple[float, float]] = []
+
+    async def sample_memory() -> None:
+        # The bench's own recordings (what was said and heard, kept for the oracle) grow by
+        # design; they are taken out so the figure is the conversation's own growth.
+        loop = asyncio.get_running_loop()
+        while True:
+            kept = (len(sink.timeline) + len(source.recorded)) / 1e6
+            rss.append((loop.time(), _rss_mb() - kept))
+            await asyncio.sleep(60.0)
+
+    async def main() -> Any:
+        sampler = asyncio.create_task(sample_memory())
+        try:
+            return await conv.run()
+        finally:
+            sampler.cancel()
+
+    wall = time.perf_counter()
+    result = clock.run(main(), virtual=virtual)
+    wall = time.perf_counter() - wall
+    score = oracle.score(bytes(source.recorded), bytes(sink.timeline))
+    m = result.metrics
+    us = sorted(ns / 1000 for ns in conv.chunk_cpu_ns)
+    extras = set(source.extras)
+    ordinary = [d for n, d in score.reply_delay_ms.items() if n not in extras]
+    across = sorted(d for n, d in score.reply_delay_ms.items() if n in extras)
+    base = statistics.median(ordinary) if ordinary else 0.0
+    added = [d - base for d in across]
+    growth = None
+    if len(rss) >= 3:
+        (t1, r1), (t2, r2) = rss[len(rss) // 3], rss[-1]
+        growth = round((r2 - r1) / max(t2 - t1, 1e-9) * 3600, 2)
+    return {
+        "simulated_seconds": round(result.seconds, 1),
+        "wall_seconds": round(wall, 2),
+        "sim_speed": round(result.seconds / wall, 1),
+        **score.as_dict(),
+        "handoffs": m["handoffs"],
+        "recoveries": m["recoveries"],
+        "barge_ins": m["barge_ins"],
+        "assistant_truncated_ms": m["assistant_truncated_ms"],
+        "handoff_ms_p50": m["handoff_ms_p50"],
+        "handoff_ms_p99": m["handoff_ms_p99"],
+        "ordinary_reply_delay_ms_p50": round(base, 1),
+        "added_reply_delay_ms_p50": percentile(added, 50),
+        "added_reply_delay_ms_p99": percentile(added, 99),
+        "productive_pct": m["productive_pct"],
+        "peak_buffer_bytes": m["peak_buffer_bytes"],
+        "frames_lost": m["frames_lost"],
+        "engine_us_per_chunk_p50": percentile(us, 50),
+        "engine_us_per_chunk_p99": percentile(us, 99),
+        "rss_mb": round(_rss_mb(), 1),
+        "rss_mb_per_hour": growth,
+    }
+
+
+def over_sdk(settings: Settings, minutes: float) -> dict[str, Any]:
+    """The real-time conversation through the real SDK against the local endpoint."""
+    import tempfile
+
+    from sonic_fsm import credentials
+    from sonic_fsm.backends.bedrock import BedrockBackend
+    from sonic_fsm.emulator.server import Endpoint, EndpointThread
+    from sonic_fsm.emulator.sigv4 import Credentials as EndpointCredentials
+    from sonic_fsm.emulator.tls import ensure_certificates, server_context
+
+    key_id, secret = "AKIDBENCHEXAMPLE", "bench-secret"
+    tls = ensure_certificates(Path(tempfile.mkdtemp(prefix="sonic-bench-")))
+
+    def make() -> Endpoint:
+        return Endpoint(
+            backend=LocalBackend(settings, _slow_next),
+            credentials=EndpointCredentials(access_key_id=key_id, secret_access_key=secret),
+            tls=server_context(tls),
+        )
+
+    with EndpointThread(make) as endpoint:
+        client = replace(
+            settings, **{"backend.kind": "bedrock", "backend.endpoint_uri": endpoint.url}
+        )
+        backend = BedrockBackend(
+            client, credentials=credentials.static(key_id, secret), ca_file=str(tls.ca_cert)
+        )
+        return conversation(client, minutes, backend=backend, virtual=False)
+
+
+def main(
+    settings: Settings,
+    minutes: float = 30.0,
+    json_path: str | None = None,
+    realtime_minutes: float = 1.5,
+    sdk: bool = False,
+    out: Callable[[str], None] = print,
+) -> int:
+    figures: dict[str, Any] = {}
+    out(f"bench: {minutes:g}-minute conversation in virtual time ...")
+    figures["virtual"] = conversation(settings, minutes)
+    if realtime_minutes > 0:
+        short = replace(settings, **REALTIME_OVERRIDES)
+        out(f"bench: {realtime_minutes:g}-minute conversation in real time (in-process) ...")
+        figures["realtime"] = conversation(short, realtime_minutes, virtual=False)
+        if sdk:
+            out(f"bench: {realtime_minutes:g}-minute conversation over the real SDK ...")
+            figures["sdk"] = over_sdk(short, realtime_minutes)
+    text = json.dumps(figures, indent=2)
+    out(text)
+    if json_path:
+        Path(json_path).write_text(text + "\n")
+    bad = any(f["utterances_lost"] or f["answered_twice"] for f in figures.values())
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main(Settings()))
