@@ -148,7 +148,12 @@ def cmd_signal(args: argparse.Namespace) -> int:
     from sonic_fsm.audio.wav import write_wav
     from sonic_fsm.bench import script
 
-    pcm = script.render(script.evenly(args.count, args.spacing, args.first))
+    if args.count < 1 or args.spacing <= 0:
+        raise UsageError("signal: --count must be at least 1 and --spacing positive")
+    try:
+        pcm = script.render(script.evenly(args.count, args.spacing, args.first))
+    except ValueError as e:
+        raise UsageError(f"signal: {e}; use a larger --spacing") from None
     write_wav(args.output, pcm, script.RATE)
     print(f"{args.output}: {args.count} utterances, {len(pcm) / 2 / script.RATE:.1f} s")
     return 0
