@@ -700,3 +700,72 @@ def test_fifty_concurrent_streams_each_complete_a_turn(
     assert stats.streams_completed == n_streams
     assert stats.streams_failed == 0
     assert stats.peak_active == n_streams
+
+
+def test_a_refused_start_reaches_the_sdk_as_its_throttling_exception(
+    tls_files: TlsFiles, trust: None
+) -> None:
+    """A session the backend refuses to open is an HTTP 429 with ``x-amzn-errortype``."""
+    from aws_sdk_bedrock_runtime.models import ThrottlingException
+
+    from sonic_fsm.emulator.model import Faults
+
+    async def go(url: str) -> None:
+        s = await SdkStream.open(await sdk_client(url))
+        await s.send(pr.session_start())
+        await s.receive()
+
+    backend = LocalBackend(fast_settings(), faults=lambda n: Faults(refuse_start=True))
+    with (
+        serving(tls_files, backend) as (endpoint, _),
+        pytest.raises(ThrottlingException, match="Too many requests"),
+    ):
+        run(go(endpoint.url), timeout=20)
+
+
+def test_sigint_ends_open_streams_and_exits_cleanly(tmp_path: Path) -> None:
+    cmd = [sys.executable, "-m", "sonic_fsm.emulator.serve_cli", "serve", "--port", "0"]
+    proc = subprocess.Popen(
+        [*cmd, "--state-dir", str(tmp_path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        lines = [proc.stdout.readline() for _ in range(6)]
+        env = dict(
+            line.removeprefix("export ").strip().split("=", 1)
+            for line in lines
+            if line.startswith("export ")
+        )
+        creds = Credentials(
+            access_key_id=env["AWS_ACCESS_KEY_ID"], secret_access_key=env["AWS_SECRET_ACCESS_KEY"]
+        )
+        port = int(env["AWS_ENDPOINT_URL_BEDROCK_RUNTIME"].rsplit(":", 1)[1])
+        ca = TlsFiles(ca_cert=Path(env["SSL_CERT_FILE"]), server_cert=Path(), server_key=Path())
+
+        async def go() -> str:
+            client = WireClient(credentials=creds, region=env["AWS_REGION"])
+            await client.connect("127.0.0.1", port, client_context(ca))
+            s = await client.open()
+            await s.send(pr.session_start())
+            await s.send(pr.prompt_start("p", "matthew"))
+            await asyncio.sleep(0.2)
+            proc.send_signal(signal.SIGINT)
+            try:
+                while await asyncio.wait_for(s.receive(), 10) is not None:
+                    pass
+                return "ended"
+            except SessionError as e:
+                return e.code
+            finally:
+                await client.aclose()
+
+        assert run(go(), timeout=20) == "ServiceUnavailableException"  # retryable
+        assert proc.wait(timeout=10) == 0
+        assert "Traceback" not in (proc.stderr.read() if proc.stderr else "")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

@@ -134,6 +134,7 @@ class _Stream:
         self.task: asyncio.Task[None] | None = None
         self.response_started = False
         self.response_ended = False
+        self.partial = False  # part of a frame is sent, the rest waits for the window
         self.failed = False
 
 
@@ -197,8 +198,12 @@ class _Connection:
             await self.shutdown()
 
     async def shutdown(self, goaway: bool = False) -> None:
+        """Close the connection; with ``goaway`` (the server stopping), first tell each open
+        stream why, as a retryable ``serviceUnavailableException``, and send GOAWAY."""
         if goaway and not self.closed:
             with contextlib.suppress(Exception):
+                for stream in list(self.streams.values()):
+                    self._say_goodbye(stream)
                 self.h2.close_connection()
                 await self.drain()
         self.closed = True
@@ -211,6 +216,20 @@ class _Connection:
         self.writer.close()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.writer.wait_closed(), 1.0)
+
+    def _say_goodbye(self, stream: _Stream) -> None:
+        if not stream.response_started or stream.response_ended or stream.partial:
+            return  # (mid-frame, an exception frame would corrupt the stream: reset instead)
+        frame = eventstream.exception_frame(
+            "serviceUnavailableException", "The endpoint is shutting down; open a new session."
+        )
+        try:
+            fits = self.h2.local_flow_control_window(stream.id) >= len(frame)
+            if fits:
+                self.h2.send_data(stream.id, frame, end_stream=True)
+                stream.response_ended = True
+        except h2.exceptions.ProtocolError:
+            pass
 
     # ---- h2 events -------------------------------------------------------------------
 
@@ -266,7 +285,12 @@ class _Connection:
 
     async def send_data(self, stream: _Stream, data: bytes, end: bool = False) -> None:
         """Send ``data`` within the peer's flow-control windows, waiting for WINDOW_UPDATEs."""
-        view = memoryview(data)
+        try:
+            await self._send_all(stream, memoryview(data), end)
+        finally:
+            stream.partial = False
+
+    async def _send_all(self, stream: _Stream, view: memoryview, end: bool) -> None:
         while not self.closed and not stream.response_ended:
             if not view and not end:
                 return
@@ -283,6 +307,7 @@ class _Connection:
             last = end and size == len(view)
             self.h2.send_data(stream.id, bytes(view[:size]), end_stream=last)
             view = view[size:]
+            stream.partial = bool(view)
             if last:
                 stream.response_ended = True
             await self.drain()
