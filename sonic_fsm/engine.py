@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -112,6 +113,8 @@ class Engine:
         self.metrics = Metrics()
         self.state_since = now
         self.last_transition: TransitionRecord | None = None
+        self.recent_transitions: deque[TransitionRecord] = deque(maxlen=20)
+        self.recent_levels: deque[float] = deque(maxlen=5)  # the mic meter holds its peak
         self.log: list[str] = []
         self.transcript: list[TranscriptLine] = []
         self.stop_reason: str | None = None
@@ -236,6 +239,7 @@ class Engine:
             pcm = bytes(len(pcm))
         self.last_seq = seq
         self.speech.feed(seq, pcm)
+        self.recent_levels.append(self.speech.last_level_db)
         target = self._audio_target()
         self.buffer.append(seq, pcm, sent=target is not None)
         if target is not None:
@@ -780,6 +784,7 @@ class Engine:
         self.last_transition = TransitionRecord(
             at=at, trigger=e.event.name, source=source, dest=dest
         )
+        self.recent_transitions.append(self.last_transition)
         if self.s.session_logging.log_transitions:
             self._say(f"[TRANSITION] {source} -> {dest} ({e.event.name})")
         ids = tuple(i for i in (self.current, self.next, self.old, self.failed) if i)
@@ -902,7 +907,8 @@ class Engine:
                 "frames_lost": float(self.buffer.lost_frames),
             },
             muted=self.muted,
-            mic_level_db=self.speech.last_level_db,
+            mic_level_db=max(self.recent_levels, default=-96.0),
+            transitions=tuple(self.recent_transitions),
         )
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import datetime
 import itertools
 import json
@@ -146,12 +147,15 @@ class Conversation:
         log: Callable[[str], None] | None = None,
         finish_when_input_ends: bool = True,
         tools: dict[str, Callable[[str], Any]] | None = None,
+        recorder: Callable[[], Observer] | None = None,
     ) -> None:
         self.settings = settings
         self.backend = backend
         self.source = source
         self.sink = sink
         self.observer: Observer = observer or NullObserver()
+        self.recording = observer is not None
+        self.make_recorder = recorder
         self.log = log or (lambda line: None)
         self.finish_when_input_ends = finish_when_input_ends
         self.tools = tools if tools is not None else {"getDateAndTimeTool": date_and_time}
@@ -203,7 +207,29 @@ class Conversation:
             self.engine.credentials_expire_at = self.now() + (expires - time.time())
 
     def snapshot(self) -> Snapshot | None:
-        return self.engine.snapshot() if self.engine else None
+        if self.engine is None:
+            return None
+        return dataclasses.replace(self.engine.snapshot(), recording=self.recording)
+
+    def _set_recording(self, on: bool) -> None:
+        """The operator's toggle: start a recorder (sessions join it as they speak) or stop it."""
+        if on == self.recording:
+            return
+        if not on:
+            self.observer.close()
+            self.observer, self.recording = NullObserver(), False
+            self.log("[RECORDING] off")
+            return
+        if self.make_recorder is None:
+            self.log("[RECORDING] not available here")
+            return
+        try:
+            self.observer = self.make_recorder()
+        except OSError as e:
+            self.log(f"[RECORDING] cannot record: {e}")
+            return
+        self.recording = True
+        self.log("[RECORDING] on")
 
     async def run(self) -> RunResult:
         self._loop = asyncio.get_running_loop()
@@ -222,6 +248,8 @@ class Conversation:
             while self._stopped is None:
                 event = await self.queue.get()
                 self.engine_events += 1
+                if isinstance(event, ev.Operator) and event.command.startswith("recording_"):
+                    self._set_recording(event.command == "recording_on")
                 before = self.engine.next_deadline()
                 if self.chunk_cpu_ns is not None and isinstance(event, ev.MicFrame):
                     t = time.process_time_ns()

@@ -49,4 +49,5 @@ class Snapshot:
     metrics: dict[str, float] = field(default_factory=dict)
     muted: bool = False
     recording: bool = False
+    transitions: tuple[TransitionRecord, ...] = ()  # the most recent, oldest first
     mic_level_db: float = -96.0

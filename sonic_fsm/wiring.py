@@ -82,9 +82,8 @@ def assistant_busy(conv_holder: list[Conversation]) -> bool:
     return engine.answer_pending or conv.sink.queued_seconds(conv.now()) > 0
 
 
-def make_observer(settings: Settings) -> Observer | None:
-    if not settings.enable_session_recording:
-        return None
+def make_recorder(settings: Settings) -> Observer:
+    """A session recorder that never writes the credentials of this process."""
     from sonic_fsm.recording import SessionRecorder
 
     secrets = [os.environ.get(k, "") for k in ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")]
@@ -128,7 +127,8 @@ def build_conversation(
         make_backend(settings, faults),
         source,
         sink,
-        observer=make_observer(settings),
+        observer=make_recorder(settings) if settings.enable_session_recording else None,
+        recorder=lambda: make_recorder(settings),
         log=log,
         finish_when_input_ends=finish_when_input_ends,
     )
