@@ -42,14 +42,16 @@ def _parser() -> argparse.ArgumentParser:
 
     tui = sub.add_parser("tui", help="the live dashboard (the default command)")
     _settings_args(tui)
-    tui.add_argument("--mic", help="WAV file, talker[:SCRIPT], null, default or a device")
+    tui.add_argument("--mic", help="WAV file, talker, null, default or a device")
+    tui.add_argument("--script", metavar="FILE", help="the talker's lines, one per line")
     tui.add_argument("--speaker", help="WAV file, null, default or a device")
     tui.set_defaults(func=cmd_tui)
 
     run = sub.add_parser("run", help="run a conversation (headless with --headless)")
     _settings_args(run)
     run.add_argument("--headless", action="store_true", help="no dashboard: log lines only")
-    run.add_argument("--mic", help="WAV file, talker[:SCRIPT], null, default or a device")
+    run.add_argument("--mic", help="WAV file, talker, null, default or a device")
+    run.add_argument("--script", metavar="FILE", help="the talker's lines, one per line")
     run.add_argument("--speaker", help="WAV file (the timeline heard), null, default or a device")
     run.add_argument("--fast", action="store_true", help="virtual time: as fast as possible")
     run.add_argument("--metrics-json", metavar="PATH", help="write the run's metrics as JSON")
@@ -96,11 +98,18 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _mic(args: argparse.Namespace) -> str | None:
+    """``--mic talker --script FILE`` becomes the talker with that script."""
+    if args.script and args.mic not in (None, "talker"):
+        raise UsageError("--script goes with --mic talker")
+    return f"talker:{args.script}" if args.script else args.mic
+
+
 def cmd_tui(args: argparse.Namespace) -> int:
     from tui.app import DEMO_OVERRIDES, main  # the dashboard is an optional layer on top
 
     extra = DEMO_OVERRIDES if not args.settings else ()
-    return main(_load(args, extra), mic=args.mic, speaker=args.speaker)
+    return main(_load(args, extra), mic=_mic(args), speaker=args.speaker)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -113,10 +122,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     settings = _load(args)
     if args.fast and settings.backend.kind == "bedrock":
         raise UsageError("--fast runs in virtual time, which a real service cannot follow")
-    if not args.mic:
+    mic = _mic(args)
+    if not mic:
         raise UsageError("--headless needs --mic (a WAV file, talker or null)")
     speaker = args.speaker or "null"
-    conv = build_conversation(settings, args.mic, speaker, log=print)
+    conv = build_conversation(settings, mic, speaker, log=print, talker_repeats=False)
     result = clock.run(conv.run(), virtual=args.fast)
     if args.score:
         from sonic_fsm.audio.wav import read_wav

@@ -56,6 +56,7 @@ class Backend:
         "responses short, generally two or three sentences for chatty scenarios."
     )
     endpoint_uri: str = ""
+    ca_file: str = ""
     profile: str = ""
     max_tokens: int = 1024
     top_p: float = 0.9

@@ -47,7 +47,9 @@ def make_sink(spec: str, settings: Settings) -> AudioSink:
     return PyAudioSink(device=device or settings.audio.output_device, rate=rate)
 
 
-def make_source(spec: str, settings: Settings, conv_holder: list[Conversation]) -> AudioSource:
+def make_source(
+    spec: str, settings: Settings, conv_holder: list[Conversation], repeat: bool = True
+) -> AudioSource:
     chunk = settings.audio.chunk_frames
     if spec == "null":
         from sonic_fsm.audio.null import NullSource
@@ -59,7 +61,7 @@ def make_source(spec: str, settings: Settings, conv_holder: list[Conversation]) 
         script_path = spec.partition(":")[2]
         script = tuple(load_script(script_path)) if script_path else DEFAULT_SCRIPT
         config = TalkerConfig(
-            script=script, chunk_frames=chunk, repeat=True, interrupt_fraction=0.1
+            script=script, chunk_frames=chunk, repeat=repeat, interrupt_fraction=0.1
         )
         return Talker(config, assistant_busy=lambda: assistant_busy(conv_holder))
     if spec.lower().endswith(".wav"):
@@ -98,6 +100,7 @@ def build_conversation(
     log: Any = None,
     finish_when_input_ends: bool = True,
     faults: FaultPlan = no_faults,
+    talker_repeats: bool = True,
 ) -> Conversation:
     """The conversation a user asked for. ``mic=None`` means the microphone when there is
     one and the simulated talker otherwise; ``speaker=None``, the speaker or else null."""
@@ -117,7 +120,7 @@ def build_conversation(
         except AudioDeviceError:
             source = make_source("talker", settings, holder)
     else:
-        source = make_source(mic, settings, holder)
+        source = make_source(mic, settings, holder, talker_repeats)
     if settings.audio.half_duplex:
         from sonic_fsm.audio.echo_gate import HalfDuplexSource
 
