@@ -604,7 +604,8 @@ def assert_turn(events: list[dict[str, Any]], n: int) -> None:
     for p in parsed:
         if isinstance(p, pr.TextOutput) and p.role == "USER":
             order.append(f"USER:{p.text}")
-        elif isinstance(p, pr.TextOutput) and p.role == "ASSISTANT" and not p.interrupted:
+        elif isinstance(p, pr.TextOutput) and p.role == "ASSISTANT":
+            assert not p.interrupted, "nothing was playing: no barge-in"
             order.append(f"{stages[p.content_id]}:{p.text}")
         elif isinstance(p, pr.AudioOutput):
             if not order or order[-1] != "AUDIO":

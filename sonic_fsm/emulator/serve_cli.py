@@ -20,6 +20,7 @@ import logging
 import os
 import shlex
 import signal
+import socket
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -114,7 +115,8 @@ async def serve(
     stop: asyncio.Event | None = None,
 ) -> None:
     """Run until ``stop`` is set or SIGINT/SIGTERM arrives; then end every stream cleanly."""
-    extra = () if host in ("0.0.0.0", "::", "") else (host,)
+    # A wildcard bind is reached by this machine's name too; a named host by that name.
+    extra = (socket.gethostname(),) if host in ("0.0.0.0", "::", "") else (host,)
     tls = ensure_certificates(state_dir, extra_names=extra)
     creds = ensure_credentials(state_dir)
     backend = make_backend(settings)
@@ -134,7 +136,7 @@ async def serve(
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
-        await endpoint.aclose()
+        await endpoint.aclose(goodbye=True)
         aclose = getattr(backend, "aclose", None)
         if aclose is not None:
             await aclose()

@@ -197,12 +197,12 @@ class _Connection:
         finally:
             await self.shutdown()
 
-    async def shutdown(self, goaway: bool = False) -> None:
-        """Close the connection; with ``goaway`` (the server stopping), first tell each open
-        stream why, as a retryable ``serviceUnavailableException``, and send GOAWAY."""
+    async def shutdown(self, goaway: bool = False, goodbye: bool = False) -> None:
+        """Close the connection: with ``goaway`` send GOAWAY first, and with ``goodbye`` tell
+        each open stream why (a retryable ``serviceUnavailableException``)."""
         if goaway and not self.closed:
             with contextlib.suppress(Exception):
-                for stream in list(self.streams.values()):
+                for stream in list(self.streams.values()) if goodbye else []:
                     self._say_goodbye(stream)
                 self.h2.close_connection()
                 await self.drain()
@@ -353,13 +353,18 @@ class Endpoint:
         )
         self.port = self._server.sockets[0].getsockname()[1]
 
-    async def aclose(self) -> None:
-        """Stop listening, send GOAWAY, end every stream and close its session."""
+    async def aclose(self, *, goodbye: bool = False) -> None:
+        """Stop listening, send GOAWAY, end every stream and close its session.
+
+        With ``goodbye`` (an operator stopping the server), each open stream is first told
+        why, with a retryable ``serviceUnavailableException``; without it the streams just
+        drop, as when a connection to the service is lost.
+        """
         if self._server is not None:
             self._server.close()
         tasks = list(self._conns.values())
         for conn in list(self._conns):
-            await conn.shutdown(goaway=True)
+            await conn.shutdown(goaway=True, goodbye=goodbye)
         if tasks:
             await asyncio.wait(tasks, timeout=2.0)
         if self._server is not None:
