@@ -162,6 +162,17 @@ async def test_buffering_screen_shows_every_panel() -> None:
     assert rows and rows[0][1:5] == ["s3", "next", "1.6", "s"]
 
 
+@sync
+async def test_an_80_by_24_terminal_still_shows_the_conversation() -> None:
+    app = Dashboard(sample.FixedSource(sample.buffering()), poll_seconds=None)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        text = screen_text(app)
+    assert "Answer to utterance 4. …" in text
+    assert "BUFFERING (assistant_audio_started)" in text
+    assert "35.8 s of 60 s" in text
+
+
 # -- keys -----------------------------------------------------------------------------------
 
 

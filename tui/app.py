@@ -81,6 +81,8 @@ class Dashboard(App[int]):
     CSS_PATH = "app.tcss"
     TITLE = "sonic-fsm"
     ENABLE_COMMAND_PALETTE = False
+    VERTICAL_BREAKPOINTS: ClassVar[list[tuple[int, str]] | None] = [(0, "-short"), (34, "-tall")]
+    """Below 34 rows the upper panels shrink so the transcript and the log keep some room."""
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("h", "handoff", "Hand off"),
         Binding("m", "mute", "Mute"),

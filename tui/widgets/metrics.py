@@ -13,7 +13,7 @@ from tui.present import bar_cells
 from tui.widgets.panel import SnapshotPanel
 
 MIC_FLOOR_DB = -60.0
-METER_CELLS = 12
+METER_CELLS = 10
 
 
 class MetricsPanel(SnapshotPanel):
@@ -43,8 +43,8 @@ class MetricsPanel(SnapshotPanel):
         snap = self.snapshot
         m = snap.metrics if snap else {}
         grid = Table.grid(padding=(0, 1))
-        grid.add_column(style=self._style("label"), no_wrap=True)
-        grid.add_column(no_wrap=True)
+        grid.add_column(style=self._style("label"), no_wrap=True, min_width=13)
+        grid.add_column(no_wrap=True, overflow="ellipsis")
         handoffs = _fmt(m.get("handoffs"), "{:.0f}")
         if m.get("recoveries"):
             handoffs += f" + {m['recoveries']:.0f} recovered"
