@@ -18,6 +18,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,9 +27,9 @@ from sonic_fsm.audio.wav import TimelineSink
 from sonic_fsm.backends.base import Backend
 from sonic_fsm.backends.local import LocalBackend
 from sonic_fsm.bench import oracle
-from sonic_fsm.bench.script import ReactiveSource, evenly
+from sonic_fsm.bench.script import Line, ReactiveSource, evenly
 from sonic_fsm.emulator.model import Faults
-from sonic_fsm.runner import Conversation, percentile
+from sonic_fsm.runner import Conversation, RunResult, percentile
 from sonic_fsm.settings import Settings, replace
 
 REALTIME_OVERRIDES = {
@@ -52,14 +53,29 @@ def _slow_next(n: int) -> Faults:
     return Faults(start_delay_seconds=3.0) if n > 1 else Faults()
 
 
-def conversation(
+@dataclass
+class ScoredRun:
+    """A finished conversation with everything needed to judge it."""
+
+    result: RunResult
+    score: oracle.Score
+    conv: Conversation
+    source: ReactiveSource
+    sink: TimelineSink
+    log: list[str]
+    wall_seconds: float
+    rss: list[tuple[float, float]]
+
+
+def scored_run(
     settings: Settings,
-    minutes: float,
+    lines: list[Line],
     backend: Backend | None = None,
     virtual: bool = True,
-    spacing: float = 15.0,
-) -> dict[str, Any]:
-    """One scored conversation; returns the figures."""
+    barge_in_at: tuple[int, ...] = (2,),
+    late_at: dict[int, float] | None = None,
+) -> ScoredRun:
+    """Speak ``lines`` (and react at hand-offs), then score what the speaker played."""
     holder: list[Conversation] = []
     sink = TimelineSink(None, settings.audio.output_sample_rate)
 
@@ -70,16 +86,16 @@ def conversation(
     def speaker_busy() -> bool:
         return sink.queued_seconds(asyncio.get_running_loop().time()) > 0
 
-    count = max(1, int(minutes * 60 / spacing))
     source = ReactiveSource(
-        evenly(count, spacing),
+        lines,
         state,
         speaker_busy,
         settings.audio.chunk_frames,
-        barge_in_at=(2,),
-        late_at={3: 2.6, 4: 2.9},
+        barge_in_at=barge_in_at,
+        late_at=late_at,
     )
-    conv = Conversation(settings, backend or LocalBackend(settings, _slow_next), source, sink)
+    log: list[str] = []
+    conv = Conversation(settings, backend or LocalBackend(settings), source, sink, log=log.append)
     conv.chunk_cpu_ns = []
     holder.append(conv)
     rss: list[tuple[float, float]] = []
@@ -93,7 +109,7 @@ def conversation(
             rss.append((loop.time(), _rss_mb() - kept))
             await asyncio.sleep(60.0)
 
-    async def main() -> Any:
+    async def main() -> RunResult:
         sampler = asyncio.create_task(sample_memory())
         try:
             return await conv.run()
@@ -104,9 +120,30 @@ def conversation(
     result = clock.run(main(), virtual=virtual)
     wall = time.perf_counter() - wall
     score = oracle.score(bytes(source.recorded), bytes(sink.timeline))
+    return ScoredRun(result, score, conv, source, sink, log, wall, rss)
+
+
+def conversation(
+    settings: Settings,
+    minutes: float,
+    backend: Backend | None = None,
+    virtual: bool = True,
+    spacing: float = 15.0,
+) -> dict[str, Any]:
+    """One scored conversation of ``minutes``; returns the figures."""
+    count = max(1, int(minutes * 60 / spacing))
+    run = scored_run(
+        settings,
+        evenly(count, spacing),
+        backend or LocalBackend(settings, _slow_next),
+        virtual,
+        barge_in_at=(2,),
+        late_at={3: 2.6, 4: 2.9},
+    )
+    score, result, rss = run.score, run.result, run.rss
     m = result.metrics
-    us = sorted(ns / 1000 for ns in conv.chunk_cpu_ns)
-    extras = set(source.extras)
+    us = sorted(ns / 1000 for ns in run.conv.chunk_cpu_ns or [])
+    extras = set(run.source.extras)
     ordinary = [d for n, d in score.reply_delay_ms.items() if n not in extras]
     across = sorted(d for n, d in score.reply_delay_ms.items() if n in extras)
     base = statistics.median(ordinary) if ordinary else 0.0
@@ -117,8 +154,8 @@ def conversation(
         growth = round((r2 - r1) / max(t2 - t1, 1e-9) * 3600, 2)
     return {
         "simulated_seconds": round(result.seconds, 1),
-        "wall_seconds": round(wall, 2),
-        "sim_speed": round(result.seconds / wall, 1),
+        "wall_seconds": round(run.wall_seconds, 2),
+        "sim_speed": round(result.seconds / run.wall_seconds, 1),
         **score.as_dict(),
         "handoffs": m["handoffs"],
         "recoveries": m["recoveries"],
