@@ -2,7 +2,9 @@
 
 Works on the audio timeline (sample positions), not on arrival time, so audio replayed in a
 burst is heard exactly as audio spoken live. The test signal (``*N#`` in DTMF) is
-recognised exactly; other speech is transcribed honestly as what it is.
+recognised exactly; other speech goes to the recogniser when there is one (see
+:mod:`sonic_fsm.emulator.recogniser`) and is otherwise transcribed honestly as what it is,
+``(speech, 2.4 s)``.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ class Heard:
 
 
 Recogniser = Callable[[bytes], str | None]
+"""16 kHz PCM of one utterance -> its words, or ``None`` when it found none."""
 
 
 class Listener:
@@ -43,6 +46,11 @@ class Listener:
         self._decoder = DtmfDecoder(RATE)
         self._parser = MarkParser()
         self._numbers: list[tuple[int, int]] = []  # (sample, number) of decoded '*N#'
+
+    @property
+    def in_speech(self) -> bool:
+        """Whether the audio fed so far ends inside an utterance (speech not yet end-pointed)."""
+        return self._in_speech
 
     def feed(self, pcm: bytes) -> list[Heard]:
         for mark in self._parser.feed(self._decoder.feed(pcm)):

@@ -1,9 +1,15 @@
 """The emulated model: one Nova Sonic session, sans-IO.
 
-Fed input events with the time they arrive (``receive(event, now)``), it schedules output
-events in time; ``poll(now)`` returns those due, ``next_deadline()`` says when the next is.
-A rule violation, the session limit or a requested fault ends the session with an error
-that ``poll`` returns last, as the service sends it on the output stream.
+Fed input events with the time they arrive (``receive(event, now)``, or the raw JSON with
+``receive_bytes``), it schedules output events in time; ``poll(now)`` returns those due,
+``next_deadline()`` says when the next is. A rule violation, the session limit, the silence
+timeout or a requested fault ends the session with an error that ``poll`` returns last, as
+the service sends it on the output stream. Every rule's message names the rule, so a test (or
+a person reading a log) knows which one the client broke.
+
+The endpoint (:mod:`sonic_fsm.emulator.server`) decodes each frame's JSON itself and reports
+malformed JSON or base64 in a frame as a ValidationException before the session sees it;
+``receive_bytes`` gives the in-process model the same rule.
 """
 
 from __future__ import annotations
@@ -17,14 +23,25 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sonic_fsm import protocol as pr
-from sonic_fsm.emulator.listener import Heard, Listener
-from sonic_fsm.emulator.voice import Reply, reply_for
+from sonic_fsm.emulator import voice
+from sonic_fsm.emulator.listener import Heard, Listener, Recogniser
+from sonic_fsm.emulator.recogniser import default_recogniser
+from sonic_fsm.emulator.voice import Reply, Speaker
 from sonic_fsm.errors import SessionError
 from sonic_fsm.settings import Settings
 
 INPUT_RATE = 16000
 OUTPUT_RATE = 24000
+OUTPUT_RATES = (8000, 16000, 24000)
 AUDIO_CHUNK_SECONDS = 0.1
+AUTO = "auto"  # choose the recogniser installed here (pocketsphinx or none)
+AUDIO_INPUT_FORMAT = {
+    "mediaType": "audio/lpcm",
+    "sampleRateHertz": INPUT_RATE,
+    "sampleSizeBits": 16,
+    "channelCount": 1,
+}
+AUDIO_INPUT_OPTIONAL = {"encoding": "base64", "audioType": "SPEECH"}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -55,7 +72,14 @@ class EmulatorSession:
     """One emulated bidirectional stream."""
 
     def __init__(
-        self, settings: Settings, session_id: str, now: float, faults: Faults | None = None
+        self,
+        settings: Settings,
+        session_id: str,
+        now: float,
+        faults: Faults | None = None,
+        *,
+        speaker: Speaker | None = None,
+        recogniser: Recogniser | str | None = AUTO,
     ) -> None:
         self.s = settings
         self.id = session_id
@@ -71,7 +95,16 @@ class EmulatorSession:
         self.system: str = ""
         self.history: list[tuple[str, str]] = []
         self.audio_started = False
-        self.listener = Listener(settings.emulator.end_of_speech_ms / 1000)
+        ears = default_recogniser() if recogniser == AUTO else recogniser
+        assert not isinstance(ears, str), "recogniser: a callable, None or 'auto'"
+        self.listener = Listener(settings.emulator.end_of_speech_ms / 1000, ears)
+        self.speaker = speaker  # None: espeak-ng when installed, else the voice-like signal
+        self.output_rate = OUTPUT_RATE
+        self.tools: set[str] = set()  # tool names the promptStart declared
+        self._tool_ids = itertools.count(1)
+        self._tool_waits: dict[str, str] = {}  # toolUseId -> the question waiting for it
+        self._deferred: list[tuple[str, list[tuple[str, str]]]] = []  # asked during a tool wait
+        self.conversation: list[tuple[str, str]] = []  # (role, text): history, heard, answered
         self._received_samples = 0
         self._completion = f"completion-{session_id}"
         self._completion_started = False
@@ -89,6 +122,22 @@ class EmulatorSession:
             self._schedule(now + self.faults.die_at_seconds, _Fail("stream died"))
 
     # ---- input ---------------------------------------------------------------------------
+
+    def receive_bytes(self, data: bytes | str, now: float) -> None:
+        """Take one input event as its JSON text; malformed JSON is a ValidationException."""
+        if self.finished:
+            return
+        try:
+            event = json.loads(data)
+        except (ValueError, UnicodeDecodeError) as e:
+            self._fail_now(now, SessionError("ValidationException", f"malformed JSON: {e}"))
+            return
+        if not isinstance(event, dict):
+            self._fail_now(
+                now, SessionError("ValidationException", "malformed JSON: not an object")
+            )
+            return
+        self.receive(event, now)
 
     def receive(self, event: dict[str, Any], now: float) -> None:
         """Take one input event; a violation ends the session with ValidationException."""
@@ -128,9 +177,20 @@ class EmulatorSession:
         if self._phase != "prompt":
             raise _Violation("promptStart must follow sessionStart")
         self.prompt_name = self._require(body, "promptName", "promptStart")
-        audio = body.get("audioOutputConfiguration", {})
-        if audio and audio.get("sampleRateHertz", OUTPUT_RATE) != OUTPUT_RATE:
-            raise _Violation("audioOutputConfiguration.sampleRateHertz must be 24000 here")
+        audio = body.get("audioOutputConfiguration") or {}
+        rate = audio.get("sampleRateHertz", OUTPUT_RATE)
+        if rate not in OUTPUT_RATES:
+            raise _Violation(
+                f"audioOutputConfiguration: sampleRateHertz must be 8000, 16000 or 24000 "
+                f"(got {rate!r})"
+            )
+        self.output_rate = int(rate)
+        tools = (body.get("toolConfiguration") or {}).get("tools") or []
+        for tool in tools:
+            name = (tool.get("toolSpec") or {}).get("name") if isinstance(tool, dict) else None
+            if not isinstance(name, str) or not name:
+                raise _Violation("toolConfiguration: every tool needs toolSpec.name")
+            self.tools.add(name)
         self._phase = "blocks"
 
     def _on_contentStart(self, body: dict[str, Any], now: float) -> None:
@@ -147,17 +207,22 @@ class EmulatorSession:
             if not self.history and role != "USER":
                 raise _Violation("the first history message must be USER")
         elif kind == "AUDIO":
-            cfg = body.get("audioInputConfiguration", {})
-            if (cfg.get("sampleRateHertz"), cfg.get("sampleSizeBits"), cfg.get("channelCount")) != (
-                INPUT_RATE,
-                16,
-                1,
-            ):
-                raise _Violation("audioInputConfiguration must be 16000 Hz, 16-bit, mono LPCM")
+            self._check_audio_format(body.get("audioInputConfiguration"))
             if self.audio_started:
                 raise _Violation("only one audio content per session here")
             self.audio_started = True
             self._answer_trailing_history(now)
+        elif kind == "TOOL":
+            cfg = body.get("toolResultInputConfiguration") or {}
+            use_id = cfg.get("toolUseId")
+            if use_id not in self._tool_waits:
+                raise _Violation(f"tool result: unknown toolUseId {use_id!r}")
+        elif kind == "TEXT" and role != "SYSTEM":
+            raise _Violation(
+                f"contentStart: TEXT role must be SYSTEM, USER or ASSISTANT ({role!r})"
+            )
+        elif kind != "TEXT":
+            raise _Violation(f"contentStart: unknown type {kind!r}")
         self._open[name] = body
         self._texts[name] = []
 
@@ -173,8 +238,27 @@ class EmulatorSession:
             raise _Violation(f"textInput: content over {limit} bytes")
         self._texts[name].append(content)
 
+    def _check_audio_format(self, cfg: Any) -> None:
+        if not isinstance(cfg, dict):
+            raise _Violation("audioInputConfiguration: missing")
+        for key, want in AUDIO_INPUT_FORMAT.items():
+            if cfg.get(key) != want:
+                raise _Violation(
+                    f"audioInputConfiguration: {key} must be {want!r} (got {cfg.get(key)!r})"
+                )
+        for key, want in AUDIO_INPUT_OPTIONAL.items():
+            if key in cfg and cfg[key] != want:
+                raise _Violation(
+                    f"audioInputConfiguration: {key} must be {want!r} (got {cfg[key]!r})"
+                )
+
     def _on_toolResult(self, body: dict[str, Any], now: float) -> None:
         self._check_prompt(body, "toolResult")
+        name = self._require(body, "contentName", "toolResult")
+        start = self._open.get(name)
+        if start is None or start.get("type") != "TOOL":
+            raise _Violation(f"toolResult: no open TOOL content {name}")
+        self._texts[name].append(str(body.get("content", "")))
 
     def _on_audioInput(self, body: dict[str, Any], now: float) -> None:
         self._check_prompt(body, "audioInput")
@@ -189,6 +273,8 @@ class EmulatorSession:
         self._received_samples += len(pcm) // 2
         for h in self.listener.feed(pcm):
             self._on_heard(h, now)
+        if self.listener.in_speech:
+            self._last_speech = now  # the silence timeout counts from the last user speech
 
     def _on_contentEnd(self, body: dict[str, Any], now: float) -> None:
         self._check_prompt(body, "contentEnd")
@@ -203,9 +289,17 @@ class EmulatorSession:
                 self.system = text
             elif role in ("USER", "ASSISTANT"):
                 self._add_history(role, text)
+        elif start.get("type") == "TOOL":
+            use_id = (start.get("toolResultInputConfiguration") or {}).get("toolUseId")
+            self._tool_waits.pop(str(use_id), None)
+            self._start_answer(self._say(voice.tool_answer(text)), now)
+            deferred, self._deferred = self._deferred, []
+            for transcript, before in deferred:
+                self._respond(transcript, before, now)
 
     def _add_history(self, role: str, text: str) -> None:
         self.history.append((role, text))
+        self.conversation.append((role, text))
         h = self.s.history
         if len(self.history) > h.max_messages:
             raise _Violation(f"history over {h.max_messages} messages")
@@ -260,11 +354,50 @@ class EmulatorSession:
             self._ev("contentEnd", contentId=cid, type="TEXT", stopReason="END_TURN"),
         ):
             self._schedule(now, item)
-        self._start_answer(reply_for(transcript, self.history, self.heard), now)
+        before = list(self.conversation)
+        self.conversation.append(("USER", transcript))
+        self._respond(transcript, before, now)
 
     def _answer_trailing_history(self, now: float) -> None:
+        """A history that ends with the user's turn is answered, as the service does."""
         if self.history and self.history[-1][0] == "USER":
-            self._start_answer(reply_for(self.history[-1][1], self.history[:-1], []), now)
+            self._respond(self.history[-1][1], list(self.conversation[:-1]), now)
+
+    def _respond(self, transcript: str, before: list[tuple[str, str]], now: float) -> None:
+        """Answer, or first ask the client's tool when the question needs one."""
+        if self._tool_waits:
+            self._deferred.append((transcript, before))  # answered after the tool's answer
+            return
+        tool = voice.wants_tool(transcript)
+        if tool is not None and tool in self.tools:
+            self._use_tool(tool, now)
+            return
+        self._start_answer(self._say(voice.reply_text(transcript, before)), now)
+
+    def _say(self, text: str) -> Reply:
+        return voice.say(text, self.speaker, self.output_rate)
+
+    def _use_tool(self, tool: str, now: float) -> None:
+        """toolUse in a TOOL block, then nothing until the client's toolResult arrives."""
+        if self._phase != "blocks":
+            return
+        use_id = f"{self.id}-tool-{next(self._tool_ids)}"
+        self._tool_waits[use_id] = tool
+        cid = self._content_id()
+        t = max(now, self._busy_until) + self.s.emulator.first_audio_delay_ms / 1000
+        for item in (
+            self._ev(
+                "contentStart",
+                contentId=cid,
+                type="TOOL",
+                role="TOOL",
+                toolUseOutputConfiguration={"mediaType": "application/json"},
+            ),
+            self._ev("toolUse", contentId=cid, toolName=tool, toolUseId=use_id, content="{}"),
+            self._ev("contentEnd", contentId=cid, type="TOOL", stopReason="TOOL_USE"),
+        ):
+            self._schedule(t, item)
+        self._busy_until = t
 
     def _start_answer(self, reply: Reply, now: float) -> None:
         if self._phase != "blocks":
@@ -272,6 +405,7 @@ class EmulatorSession:
         self._answers += 1
         n = self._answers
         self.answered.append(reply.text)
+        self.conversation.append(("ASSISTANT", reply.text))
         speed = self.faults.audio_speed or self.s.emulator.speed
         t = max(now, self._busy_until) + self.s.emulator.first_audio_delay_ms / 1000
         spec = json.dumps({"generationStage": "SPECULATIVE"})
@@ -299,7 +433,7 @@ class EmulatorSession:
                     role="ASSISTANT",
                     audioOutputConfiguration={
                         "mediaType": "audio/lpcm",
-                        "sampleRateHertz": OUTPUT_RATE,
+                        "sampleRateHertz": self.output_rate,
                         "sampleSizeBits": 16,
                         "channelCount": 1,
                         "encoding": "base64",
@@ -308,7 +442,7 @@ class EmulatorSession:
                 ),
             ),
         ]
-        step = int(AUDIO_CHUNK_SECONDS * OUTPUT_RATE) * 2
+        step = int(AUDIO_CHUNK_SECONDS * self.output_rate) * 2
         chunks = [reply.pcm[i : i + step] for i in range(0, len(reply.pcm), step)]
         for i, chunk in enumerate(chunks):
             at = t + i * AUDIO_CHUNK_SECONDS / speed
@@ -392,7 +526,9 @@ class EmulatorSession:
             if d.answer and self._generating != d.answer:
                 self._generating = d.answer
             if isinstance(item, _Audio):
-                self._play_until = max(self._play_until, d.at) + len(item.pcm) / (2 * OUTPUT_RATE)
+                self._play_until = max(self._play_until, d.at) + len(item.pcm) / (
+                    2 * self.output_rate
+                )
                 item = self._ev(
                     "audioOutput",
                     contentId=item.content_id,
