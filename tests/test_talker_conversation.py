@@ -37,7 +37,9 @@ def assistant_busy(conv: Conversation, sink: TimelineSink) -> bool:
     return turn or waiting or sink.queued_seconds(conv.now()) > 0
 
 
-async def converse(folder: Path) -> tuple[Any, Talker, TimelineSink, SessionRecorder]:
+async def converse(
+    folder: Path, interrupt_fraction: float = 0.0
+) -> tuple[Any, Talker, TimelineSink, SessionRecorder]:
     settings = load(
         None,
         [
@@ -49,7 +51,12 @@ async def converse(folder: Path) -> tuple[Any, Talker, TimelineSink, SessionReco
     sink = TimelineSink(None)
     holder: dict[str, Conversation] = {}
     talker = Talker(
-        TalkerConfig(script=tuple(f"line {i}" for i in range(LINES)), voice="tones"),
+        TalkerConfig(
+            script=tuple(f"line {i}" for i in range(LINES)),
+            voice="tones",
+            interrupt_fraction=interrupt_fraction,
+            seed=3,
+        ),
         assistant_busy=lambda: assistant_busy(holder["conv"], sink),
     )
     recorder = SessionRecorder(folder, conversation="conv", secrets=["FAKE-SECRET-0123456789"])
@@ -94,3 +101,18 @@ def test_talker_conversation_every_line_answered_once_across_handoffs(tmp_path: 
             pcm = w.readframes(w.getnframes())
         recorded_answers.update((m.kind, m.number) for m in testsignal.decode_marks(pcm, 24000))
     assert set(recorded_answers) == set(expected)
+
+
+def test_talker_interruptions_cut_answers_short_and_flush_the_speaker(tmp_path: Path) -> None:
+    result, talker, sink, _ = clock.run(converse(tmp_path, interrupt_fraction=0.4), virtual=True)
+    interrupting = [u.number for u in talker.spoken if u.interrupting]
+    assert interrupting  # seed 3 interrupts some lines
+    cut = {n - 1 for n in interrupting}  # the answer each one talked over
+    played = Counter(
+        (m.kind, m.number) for m in testsignal.decode_marks(bytes(sink.timeline), 24000)
+    )
+    for n in range(1, LINES + 1):
+        assert played[("A", n)] == 1  # every line was answered, once
+        assert played[("B", n)] == (0 if n in cut else 1)  # cut answers stop, others whole
+    assert result.metrics["barge_ins"] == len(interrupting)
+    assert sink.flushed_bytes > 0
