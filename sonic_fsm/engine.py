@@ -421,6 +421,8 @@ class Engine:
             if not sess.turn_in_progress:
                 self._answer_started(sess)
             sess.audio_open = c.content_id
+            if self.s.session_logging.log_audio_events:
+                self._say(f"[AUDIO] {sess.id}: assistant audio {c.content_id} started")
             if sess.id == self.current and self.state is State.MONITORING:
                 self._say(
                     f"[AUDIO_START] assistant audio started on {sess.id}: buffering user audio"
@@ -506,6 +508,11 @@ class Engine:
             return
         if start.type == "AUDIO" and sess.audio_open == c.content_id:
             sess.audio_open = None
+            if self.s.session_logging.log_audio_events:
+                self._say(
+                    f"[AUDIO] {sess.id}: assistant audio {c.content_id} ended ({c.stop_reason}), "
+                    f"{sess.audio_out_bytes} bytes from this session so far"
+                )
         elif start.type == "TEXT" and start.stage == pr.FINAL and sess.pending_speculative:
             sess.pending_speculative -= 1
         if c.stop_reason == "INTERRUPTED":
@@ -644,6 +651,8 @@ class Engine:
                 self.s.history.max_text_input_bytes,
             )
         nxt.history_bytes = hist.size(messages)
+        if self.s.session_logging.log_audio_events:
+            self._say(f"[AUDIO] replaying frames {first_kept}..{self.last_seq} to {nxt.id}")
         nxt.history_answers_due = 1 if messages and messages[-1].role == hist.USER else 0
         self.metrics.history_bytes_sent.append(nxt.history_bytes)
         if blocks:

@@ -107,3 +107,13 @@ def test_signal_refuses_impossible_spacing(tmp_path: Path, spacing: str, capsys)
     assert cli.main(args) == 2
     err = capsys.readouterr().err
     assert err.startswith("sonic-fsm: signal:") and err.count("\n") == 1
+
+
+def test_audio_events_are_logged_only_when_asked(tmp_path: Path, capsys) -> None:
+    mic = tmp_path / "in.wav"
+    cli.main(["signal", "--output", str(mic), "--count", "2", "--spacing", "10"])
+    run = ["run", "--headless", "--fast", "--mic", str(mic), *SHORT]
+    assert cli.main(run) == 0
+    assert "[AUDIO]" not in capsys.readouterr().out
+    assert cli.main([*run, "--set", "log_audio_events=true"]) == 0
+    assert "[AUDIO] s1: assistant audio" in capsys.readouterr().out
