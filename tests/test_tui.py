@@ -57,6 +57,14 @@ def screen_text(app: Dashboard) -> str:
     return "\n".join(strip.text for strip in app.screen._compositor.render_strips())
 
 
+async def wait_for(pilot: Any, condition: Callable[[], bool], seconds: float = 10.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    while not condition():
+        assert loop.time() < deadline, "timed out"
+        await pilot.pause(0.01)
+
+
 # -- the pure rules ------------------------------------------------------------------------
 
 
@@ -179,11 +187,12 @@ async def test_an_80_by_24_terminal_still_shows_the_conversation() -> None:
 @sync
 async def test_keys_send_operator_commands_and_quit_without_an_engine() -> None:
     source = sample.FixedSource(sample.normal())
-    app = Dashboard(source, poll_seconds=0.01)
+    app = Dashboard(source, poll_seconds=None)
     async with app.run_test(size=SIZE) as pilot:
         for key in ("h", "m", "m", "r", "r"):
             await pilot.press(key)
-            await pilot.pause(0.03)  # let the poll pick up muted/recording
+            await pilot.pause()
+            app.poll()  # the next frame: the source now says muted / recording
         assert commands(source) == [
             "force_handoff",
             "mute",
@@ -199,10 +208,12 @@ async def test_keys_send_operator_commands_and_quit_without_an_engine() -> None:
 @sync
 async def test_mute_shows_in_the_title_and_the_metrics() -> None:
     source = sample.FixedSource(sample.normal())
-    app = Dashboard(source, poll_seconds=0.01)
+    app = Dashboard(source, poll_seconds=None)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("m")
-        await pilot.pause(0.05)
+        await pilot.pause()
+        app.poll()
+        await pilot.pause()
         assert app.sub_title == "NORMAL · muted"
         assert "mic           muted" in screen_text(app)
 
@@ -236,7 +247,7 @@ async def test_quit_stops_the_engine_and_waits_for_it() -> None:
     app = Dashboard(source, poll_seconds=None)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("q")
-        await pilot.pause(0.1)
+        await wait_for(pilot, lambda: source.finished and app.return_code is not None)
     assert commands(source) == ["stop"]
     assert source.finished
     assert app.return_code == 0
@@ -248,7 +259,7 @@ async def test_quit_gives_up_on_an_engine_that_does_not_stop() -> None:
     app = Dashboard(source, poll_seconds=None, stop_timeout_seconds=0.1)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("q")
-        await pilot.pause(0.3)
+        await wait_for(pilot, lambda: app.engine is not None and app.engine.is_finished)
         assert app.engine is not None and app.engine.state == WorkerState.CANCELLED
     assert commands(source) == ["stop"]
     assert not source.finished
@@ -259,11 +270,11 @@ async def test_an_engine_error_is_a_message_not_a_traceback() -> None:
     source = RunningSource(fail=SessionError("AccessDeniedException", "no model access"))
     app = Dashboard(source, poll_seconds=None)
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.pause(0.1)
+        await wait_for(pilot, lambda: isinstance(app.screen, ErrorScreen))
         assert isinstance(app.screen, ErrorScreen)
         assert "AccessDeniedException: no model access" in screen_text(app)
         await pilot.press("q")
-        await pilot.pause(0.1)
+        await wait_for(pilot, lambda: app.return_code is not None)
     assert app.return_code == 1
 
 
@@ -274,13 +285,13 @@ async def test_missing_credentials_found_by_the_engine_are_a_start_up_error() ->
     source = RunningSource(fail=CredentialsError("no AWS credentials found: set AWS_PROFILE"))
     app = Dashboard(source, poll_seconds=None)
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.pause(0.1)
+        await wait_for(pilot, lambda: isinstance(app.screen, ErrorScreen))
         text = screen_text(app)
         assert "sonic-fsm could not start" in text
         assert "no AWS credentials found: set AWS_PROFILE" in text
         assert "Traceback" not in text and "CredentialsError" not in text
         await pilot.press("q")
-        await pilot.pause(0.1)
+        await wait_for(pilot, lambda: app.return_code is not None)
     assert app.return_code == 2
 
 
@@ -292,7 +303,7 @@ async def test_a_snapshot_that_raises_is_reported_once_and_quit_still_works() ->
 
     app = Dashboard(Broken(sample.normal()), poll_seconds=0.01)
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.pause(0.1)
+        await wait_for(pilot, lambda: app.polls >= 5)  # the timer kept polling
         assert isinstance(app.screen, ErrorScreen)
         assert len(app.screen_stack) == 2  # one message, not one per poll
         assert "ZeroDivisionError: division by zero" in screen_text(app)
@@ -496,14 +507,6 @@ def emulator_conversation() -> Conversation:
     """The demo profile on the in-process emulator, wired as the CLI does, a silent user."""
     s = settings.load(None, DEMO_OVERRIDES)
     return build_conversation(s, mic="null", speaker="null", finish_when_input_ends=False)
-
-
-async def wait_for(pilot: Any, condition: Callable[[], bool], seconds: float = 10.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + seconds
-    while not condition():
-        assert loop.time() < deadline, "timed out"
-        await pilot.pause(0.01)
 
 
 @sync
