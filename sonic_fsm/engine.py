@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import random
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,6 +22,7 @@ from sonic_fsm import history as hist
 from sonic_fsm import protocol as pr
 from sonic_fsm.buffer import ReplayBuffer, SpeechTracker, Utterance
 from sonic_fsm.machine import State, attach
+from sonic_fsm.retry import Backoff, RandomSource
 from sonic_fsm.settings import Settings
 from sonic_fsm.snapshot import SessionView, Snapshot, TranscriptLine, TransitionRecord
 
@@ -79,8 +81,10 @@ class Metrics:
 class Engine:
     """Session continuation, driven by events; see ``architecture.md`` for the invariants."""
 
-    def __init__(self, settings: Settings, now: float) -> None:
+    def __init__(self, settings: Settings, now: float, rng: RandomSource | None = None) -> None:
         self.s = settings
+        # Seeded by default so a run (and its virtual-time replay) is reproducible.
+        self.backoff = Backoff.from_settings(settings.backend, rng or random.Random(0))
         self.now = now
         self.started_at = now
         self._fx: list[fx.Effect] = []
@@ -139,7 +143,7 @@ class Engine:
 
     @property
     def retries_left(self) -> bool:
-        return self.attempts <= self.s.backend.max_retries
+        return not self.backoff.exhausted(self.attempts)
 
     # ---- entry points ------------------------------------------------------------------
 
@@ -196,7 +200,7 @@ class Engine:
                 if sid == self.next and self.state is State.HANDOFF and seq >= self.drain_seq:
                     self._fire("buffer_drained")
             case ev.SessionFailed(session_id=sid, code=code, message=message):
-                self._on_failed(sid, f"{code}: {message}")
+                self._on_failed(sid, f"{code}: {message}", event.retryable)
             case ev.SessionClosed(session_id=sid):
                 sess = self.sessions.get(sid)
                 if sess is not None and sess.role in ("current", "next"):
@@ -340,7 +344,7 @@ class Engine:
         if ack:
             self._emit(fx.Send(session_id=sess.id, events=(), ack_seq=self.last_seq))
 
-    def _on_failed(self, sid: str, why: str) -> None:
+    def _on_failed(self, sid: str, why: str, retryable: bool = True) -> None:
         sess = self.sessions.get(sid)
         if sess is None or sess.role in ("closed", "failed"):
             return
@@ -348,6 +352,11 @@ class Engine:
         role = sess.role
         self._close(sid, failed=True)
         self._say(f"[FAILURE] {sid} ({role}) failed: {why}")
+        if not retryable and role in ("current", "next"):
+            # Access denied, an unknown model, a bad request: another session would fail
+            # the same way, so say why once instead of retrying.
+            self._stop(why)
+            return
         if sid == self.next:
             self.next = None
             self.attempts += 1
@@ -366,12 +375,9 @@ class Engine:
             self._say(f"[RETRY] giving up after {self.attempts} failed attempts")
             self.retry_at = None
             return
-        delay = min(
-            self.s.backend.retry_max_seconds,
-            self.s.backend.retry_base_seconds * 2 ** (self.attempts - 1),
-        )
+        delay = self.backoff.delay(self.attempts)
         self.retry_at = self.now + delay
-        self._say(f"[RETRY] attempt {self.attempts + 1} in {delay:.1f}s")
+        self._say(f"[RETRY] attempt {self.attempts + 1} in {delay:.2f}s")
 
     # ---- model output ------------------------------------------------------------------
 

@@ -1,0 +1,48 @@
+"""The engine on its own (sans-IO): fed events and times, judged by the effects it returns."""
+
+from __future__ import annotations
+
+from sonic_fsm import effects as fx
+from sonic_fsm import events as ev
+from sonic_fsm.engine import Engine
+from sonic_fsm.machine import State
+from sonic_fsm.settings import load
+
+SETTINGS = load(None, ["session_limit_seconds=60", "transition_threshold_seconds=30",
+                       "hard_deadline_margin_seconds=8"])  # fmt: skip
+
+
+def started() -> Engine:
+    engine = Engine(SETTINGS, 0.0)
+    effects = engine.start(0.0)
+    assert [type(e) for e in effects[:2]] == [fx.OpenSession, fx.Send]
+    engine.handle(ev.SessionReady(session_id="s1"), 0.1)
+    return engine
+
+
+def test_a_fatal_error_stops_with_its_reason_instead_of_retrying() -> None:
+    engine = started()
+    failed = ev.SessionFailed(
+        session_id="s1", code="AccessDeniedException", message="no access", retryable=False
+    )
+    effects = engine.handle(failed, 1.0)
+    stopped = [e for e in effects if isinstance(e, fx.Stopped)]
+    assert engine.state is State.STOPPED
+    assert stopped and "AccessDeniedException: no access" in stopped[0].reason
+    assert not any(isinstance(e, fx.OpenSession) for e in effects)
+
+
+def test_a_retryable_error_opens_a_replacement() -> None:
+    engine = started()
+    failed = ev.SessionFailed(session_id="s1", code="ModelStreamErrorException", message="x")
+    effects = engine.handle(failed, 1.0)
+    assert engine.state is State.RECOVERING
+    assert [e.session_id for e in effects if isinstance(e, fx.OpenSession)] == ["s2"]
+
+
+def test_the_threshold_is_a_deadline_the_adapter_is_told() -> None:
+    engine = started()
+    assert engine.next_deadline() == 30.0
+    engine.handle(ev.Tick(), 30.0)
+    assert engine.state is State.MONITORING
+    assert engine.next_deadline() == 52.0  # the hard deadline, before the audio-start timeout
