@@ -86,6 +86,7 @@ class EmulatorSession:
         self.opened_at = now
         self.faults = faults or Faults()
         self.finished = False
+        self._failing = False  # an error is due: the session takes no more input
         self._due: list[_Due] = []
         self._order = itertools.count()
         self._phase = "start"  # start -> prompt -> blocks -> closed
@@ -125,7 +126,7 @@ class EmulatorSession:
 
     def receive_bytes(self, data: bytes | str, now: float) -> None:
         """Take one input event as its JSON text; malformed JSON is a ValidationException."""
-        if self.finished:
+        if self.finished or self._failing:
             return
         try:
             event = json.loads(data)
@@ -141,7 +142,7 @@ class EmulatorSession:
 
     def receive(self, event: dict[str, Any], now: float) -> None:
         """Take one input event; a violation ends the session with ValidationException."""
-        if self.finished:
+        if self.finished or self._failing:
             return
         try:
             self._receive(event, now)
@@ -514,6 +515,7 @@ class EmulatorSession:
         out: list[Any] = []
         if (
             not self.finished
+            and not self._failing
             and self.audio_started
             and now - self._last_speech >= self.s.emulator.silence_timeout_seconds
         ):
@@ -589,6 +591,8 @@ class EmulatorSession:
     # ---- helpers -------------------------------------------------------------------------
 
     def _fail_now(self, now: float, error: SessionError) -> None:
+        """End with ``error`` at once: nothing more is sent, and later input is ignored."""
+        self._failing = True
         self._due = []
         self._schedule(now, error)
 
