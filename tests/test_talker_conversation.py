@@ -21,20 +21,9 @@ from sonic_fsm.backends.local import LocalBackend
 from sonic_fsm.recording import SessionRecorder
 from sonic_fsm.runner import Conversation
 from sonic_fsm.settings import load
+from sonic_fsm.wiring import assistant_busy
 
 LINES = 10
-
-
-def assistant_busy(conv: Conversation, sink: TimelineSink) -> bool:
-    """An answer pending or playing (what the runner should hand the talker)."""
-    engine = conv.engine
-    if engine is None:
-        return False
-    turn = any(
-        s.turn_in_progress for s in engine.sessions.values() if s.role in ("current", "closing")
-    )
-    waiting = any(u.transcript is not None and not u.answer_done for u in engine.speech.utterances)
-    return turn or waiting or sink.queued_seconds(conv.now()) > 0
 
 
 async def converse(
@@ -49,7 +38,7 @@ async def converse(
         ],
     )
     sink = TimelineSink(None)
-    holder: dict[str, Conversation] = {}
+    holder: list[Conversation] = []
     talker = Talker(
         TalkerConfig(
             script=tuple(f"line {i}" for i in range(LINES)),
@@ -57,11 +46,11 @@ async def converse(
             interrupt_fraction=interrupt_fraction,
             seed=3,
         ),
-        assistant_busy=lambda: assistant_busy(holder["conv"], sink),
+        assistant_busy=lambda: assistant_busy(holder),
     )
     recorder = SessionRecorder(folder, conversation="conv", secrets=["FAKE-SECRET-0123456789"])
     conv = Conversation(settings, LocalBackend(settings), talker, sink, observer=recorder)
-    holder["conv"] = conv
+    holder.append(conv)
     result = await asyncio.wait_for(conv.run(), timeout=600)  # virtual seconds
     return result, talker, sink, recorder
 
