@@ -61,6 +61,7 @@ def converse(
     lines: int,
     faults: Callable[[int], Faults] = lambda n: Faults(),
     extra: tuple[str, ...] = (),
+    secret: str = SECRET,
 ) -> tuple[RunResult, Talker, TimelineSink, Any]:
     server_settings = load(None, SHORT_SESSIONS)
 
@@ -86,7 +87,7 @@ def converse(
             ],
         )
         backend = BedrockBackend(
-            settings, credentials=credentials.static(KEY_ID, SECRET), ca_file=str(tls.ca_cert)
+            settings, credentials=credentials.static(KEY_ID, secret), ca_file=str(tls.ca_cert)
         )
         sink = TimelineSink(None)
         holder: dict[str, Conversation] = {}
@@ -154,3 +155,13 @@ def test_throttled_starts_back_off_then_succeed(tls: TlsFiles) -> None:
     assert result.metrics["failures"] >= 2, result.metrics
     assert stats.streams_opened >= 3
     heard_once(sink, lines)
+
+
+def test_wrong_secret_stops_with_one_line_and_no_retry_storm(tls: TlsFiles) -> None:
+    result, _talker, _sink, stats = converse(
+        tls, 1, extra=("backend.max_retries=5",), secret="not-the-secret"
+    )
+    assert result.reason.startswith("InvalidSignatureException")
+    assert "credentials were rejected" in result.reason and "\n" not in result.reason
+    assert stats.streams_opened == 1 and stats.auth_refused == 1  # one request, no retries
+    assert result.seconds < 5
