@@ -34,7 +34,7 @@ from sonic_fsm.emulator.server import Endpoint, EndpointThread
 from sonic_fsm.emulator.sigv4 import Credentials as EndpointCredentials
 from sonic_fsm.emulator.tls import TlsFiles, ensure_certificates, server_context
 from sonic_fsm.errors import SessionError
-from sonic_fsm.settings import Settings, load
+from sonic_fsm.settings import Settings, SettingsError, load
 
 KEY_ID = "AKIDSONICFSMTEST0001"
 SECRET = "emulator-secret-for-tests"
@@ -469,3 +469,9 @@ def test_start_without_credentials_is_one_line(
     assert str(caught.value) == credentials.NO_CREDENTIALS
     with pytest.raises(credentials.CredentialsError):  # open() checks the same way
         asyncio.run(backend.open("s1"))
+
+
+def test_missing_ca_file_is_a_one_line_settings_error(tmp_path: Path) -> None:
+    missing = tmp_path / "nope.pem"
+    with pytest.raises(SettingsError, match=r"backend.ca_file: .*nope.pem is not a file"):
+        BedrockBackend(load(None, [f"backend.ca_file='{missing}'"]))

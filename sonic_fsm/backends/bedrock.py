@@ -27,6 +27,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import re
 from typing import Any
 
@@ -44,7 +45,7 @@ from smithy_http.aio.crt import AWSCRTHTTPClient, AWSCRTHTTPClientConfig, _AWSCR
 
 from sonic_fsm import credentials as creds
 from sonic_fsm.errors import SessionError
-from sonic_fsm.settings import Settings
+from sonic_fsm.settings import Settings, SettingsError
 
 log = logging.getLogger(__name__)
 
@@ -367,7 +368,10 @@ class BedrockBackend:
     ) -> None:
         self.settings = settings
         self.credentials = credentials
-        self._ca_file = ca_file if ca_file is not None else getattr(settings.backend, "ca_file", "")
+        ca = ca_file if ca_file is not None else settings.backend.ca_file
+        self._ca_file = os.path.expanduser(ca) if ca else ""
+        if self._ca_file and not os.path.isfile(self._ca_file):
+            raise SettingsError(f"setting backend.ca_file: {self._ca_file} is not a file")
         self._eventloop: _AWSCRTEventLoop | None = None
         self._sessions: set[BedrockSession] = set()
 
