@@ -666,8 +666,11 @@ def test_fifty_concurrent_streams_each_complete_a_turn(
     multiplexes them), and through the light client on five connections of ten streams."""
     n_streams, per_conn = 50, 10
 
+    together = asyncio.Barrier(n_streams)  # all streams open before any turn starts
+
     async def wire_session(client: WireClient, n: int) -> list[dict[str, Any]]:
         s = await client.open()
+        await together.wait()
         events = await one_turn(s, n)
         await end_session(s)
         await s.close()
@@ -675,6 +678,7 @@ def test_fifty_concurrent_streams_each_complete_a_turn(
 
     async def sdk_session(client: Any, n: int) -> list[dict[str, Any]]:
         s = await SdkStream.open(client)
+        await together.wait()
         events = await one_turn(s, n)
         await end_session(s)
         await s.finish()

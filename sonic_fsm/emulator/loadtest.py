@@ -7,9 +7,12 @@ the light wire client (``--client wire``) or the real AWS SDK (``--client sdk``)
     python -m sonic_fsm.emulator.loadtest --streams 50 --per-connection 10
     python -m sonic_fsm.emulator.loadtest --streams 10 --client sdk
 
-Latencies are measured from the last audio chunk sent to the USER transcript, to the first
-answer audio, and to the end of the FINAL text. CPU is the server process's user+system
-time during the run (from /proc), divided by the number of streams.
+Latencies are measured from the moment the end of the utterance was sent to the USER
+transcript, to the first answer audio, and to the end of the FINAL text; they include the
+emulator's end-of-speech pause (``emulator.end_of_speech_ms``, 500 ms) when the audio is
+paced in real time, and its generation speed (``emulator.speed``) for the FINAL text.
+CPU is the server process's user+system time during the run (from /proc), divided by the
+number of streams; the client's own CPU is shown too (a saturated client inflates latency).
 """
 
 from __future__ import annotations
@@ -38,13 +41,21 @@ MIC = "mic"
 
 
 async def one_turn(
-    s: Any, n: int, marks: dict[str, float] | None = None, *, timeout: float = 10.0
+    s: Any,
+    n: int,
+    marks: dict[str, float] | None = None,
+    *,
+    timeout: float = 10.0,
+    realtime: bool = False,
 ) -> list[dict[str, Any]]:
-    """Opening events, then test-signal utterance ``n`` and 1 s of silence, as fast as the
-    stream takes them; returns the output events up to the end of the FINAL text.
+    """Opening events, then test-signal utterance ``n`` and 1 s of silence; returns the
+    output events up to the end of the FINAL text.
 
-    ``marks`` (when given) receives ``perf_counter`` times: ``sent``, ``transcript``,
-    ``audio``, ``final``.
+    The output is read while the audio is still being sent, so the times are when events
+    arrived. ``marks`` (when given) receives ``perf_counter`` times: ``spoken`` (the chunk
+    holding the utterance's end was sent), ``transcript``, ``audio``, ``final``. With
+    ``realtime`` the audio is paced as a microphone sends it (64 ms every 64 ms), otherwise
+    it goes as fast as the stream takes it.
     """
     marks = marks if marks is not None else {}
     opening = [
@@ -55,10 +66,26 @@ async def one_turn(
     ]
     for event in opening:
         await s.send(event)
-    pcm = testsignal.utterance(n) + b"\0\0" * 16000
-    for i in range(0, len(pcm), 2048):
-        await s.send(pr.audio_input(PROMPT, MIC, pcm[i : i + 2048]))
-    marks["sent"] = time.perf_counter()
+    reader = asyncio.create_task(_read_turn(s, marks, timeout))
+    try:
+        speech = testsignal.utterance(n)
+        pcm = speech + b"\0\0" * 16000
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        for k, i in enumerate(range(0, len(pcm), 2048)):
+            if realtime:
+                await asyncio.sleep(max(0.0, start + k * 0.064 - loop.time()))
+            if reader.done():
+                break
+            await s.send(pr.audio_input(PROMPT, MIC, pcm[i : i + 2048]))
+            if i < len(speech) <= i + 2048:
+                marks["spoken"] = time.perf_counter()
+        return await reader
+    finally:
+        reader.cancel()
+
+
+async def _read_turn(s: Any, marks: dict[str, float], timeout: float) -> list[dict[str, Any]]:
     events: list[dict[str, Any]] = []
     final_id = None
     while True:
@@ -128,7 +155,9 @@ def start_server(state_dir: Path, overrides: list[str]) -> Served:
     return Served(proc=proc, env=env)
 
 
-async def _wire_run(served: Served, streams: int, per_conn: int) -> list[dict[str, float]]:
+async def _wire_run(
+    served: Served, streams: int, per_conn: int, realtime: bool, stagger: float
+) -> list[dict[str, float]]:
     files = TlsFiles(
         ca_cert=Path(served.env["SSL_CERT_FILE"]), server_cert=Path(), server_key=Path()
     )
@@ -140,9 +169,10 @@ async def _wire_run(served: Served, streams: int, per_conn: int) -> list[dict[st
         clients.append(c)
 
     async def session(i: int) -> dict[str, float]:
+        await asyncio.sleep(stagger * i / streams)
         marks: dict[str, float] = {}
         s = await clients[i // per_conn].open()
-        await one_turn(s, 100 + i, marks)
+        await one_turn(s, 100 + i, marks, realtime=realtime)
         await end_session(s)
         await s.close()
         return marks
@@ -154,7 +184,9 @@ async def _wire_run(served: Served, streams: int, per_conn: int) -> list[dict[st
             await c.aclose()
 
 
-async def _sdk_run(served: Served, streams: int) -> list[dict[str, float]]:
+async def _sdk_run(
+    served: Served, streams: int, realtime: bool, stagger: float
+) -> list[dict[str, float]]:
     from aws_sdk_bedrock_runtime.client import AsyncBedrockRuntimeClient
     from aws_sdk_bedrock_runtime.config import AsyncBedrockRuntimeConfig
     from aws_sdk_bedrock_runtime.models import (
@@ -189,10 +221,11 @@ async def _sdk_run(served: Served, streams: int) -> list[dict[str, float]]:
             return None if chunk is None else json.loads(chunk.value.bytes_)
 
     async def session(i: int) -> dict[str, float]:
+        await asyncio.sleep(stagger * i / streams)
         marks: dict[str, float] = {}
         op = InvokeModelWithBidirectionalStreamOperationInput(model_id="amazon.nova-sonic-v1:0")
         s = Stream(await client.invoke_model_with_bidirectional_stream(op))
-        await one_turn(s, 100 + i, marks, timeout=30)
+        await one_turn(s, 100 + i, marks, timeout=30, realtime=realtime)
         await end_session(s)
         await s.stream.input_stream.close()
         while await asyncio.wait_for(s.receive(), 30) is not None:
@@ -214,30 +247,49 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--per-connection", type=int, default=10, help="wire client only")
     ap.add_argument("--client", choices=("wire", "sdk"), default="wire")
     ap.add_argument("--speed", type=float, default=4.0, help="emulator.speed (default 4)")
+    ap.add_argument("--realtime", action="store_true", help="pace the audio as a microphone")
+    ap.add_argument(
+        "--stagger", type=float, default=0.0, help="spread the streams' starts over S seconds"
+    )
     args = ap.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         served = start_server(Path(tmp), [f"emulator.speed={args.speed}"])
         try:
             cpu0 = served.cpu_seconds()
+            client0 = time.process_time()
             t0 = time.perf_counter()
             if args.client == "wire":
-                marks = asyncio.run(_wire_run(served, args.streams, args.per_connection))
+                marks = asyncio.run(
+                    _wire_run(
+                        served, args.streams, args.per_connection, args.realtime, args.stagger
+                    )
+                )
             else:
-                marks = asyncio.run(_sdk_run(served, args.streams))
+                marks = asyncio.run(_sdk_run(served, args.streams, args.realtime, args.stagger))
             wall = time.perf_counter() - t0
             cpu = served.cpu_seconds() - cpu0
+            client_cpu = time.process_time() - client0
         finally:
             served.proc.terminate()
             code = served.proc.wait(10)
-    print(f"client={args.client} streams={args.streams} speed={args.speed} server_exit={code}")
+    pace = "real-time audio" if args.realtime else "audio as fast as possible"
+    pace += f", starts spread over {args.stagger:g} s" if args.stagger else ", all at once"
+    print(f"client={args.client} streams={args.streams} speed={args.speed} {pace} exit={code}")
     print(f"all {len(marks)} turns completed in {wall:.2f} s wall")
     for name in ("transcript", "audio", "final"):
-        ms = [1000 * (m[name] - m["sent"]) for m in marks]
+        ms = [1000 * (m[name] - m["spoken"]) for m in marks]
         print(
-            f"  last audio sent -> {name:10s}: p50 {statistics.median(ms):7.1f} ms"
+            f"  utterance end -> {name:10s}: p50 {statistics.median(ms):7.1f} ms"
             f"  p90 {_pct(ms, 0.9):7.1f} ms  max {max(ms):7.1f} ms"
         )
-    print(f"server CPU: {cpu:.2f} s total, {1000 * cpu / len(marks):.1f} ms per stream-turn")
+    print(
+        f"server CPU: {cpu:.2f} s total, {1000 * cpu / len(marks):.1f} ms per stream-turn, "
+        f"{100 * cpu / wall:.0f}% of one core during the run"
+    )
+    print(
+        f"client CPU: {client_cpu:.2f} s, {100 * client_cpu / wall:.0f}% of one core "
+        "(a saturated client inflates the latencies above)"
+    )
     return 0
 
 

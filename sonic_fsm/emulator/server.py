@@ -46,6 +46,8 @@ PATH_PREFIX = "/model/"
 PATH_SUFFIX = "/invoke-with-bidirectional-stream"
 EVENT_STREAM = "application/vnd.amazon.eventstream"
 MAX_CONCURRENT_STREAMS = 256
+STREAM_WINDOW = 1 << 20  # what we let a client send ahead, per stream
+CONNECTION_WINDOW = 16 << 20  # and on the whole connection
 OUTPUT_END_TIMEOUT_S = 30.0  # after the input closed, the longest the output may take to end
 CLOSE_TIMEOUT_S = 5.0
 ERROR_END_GRACE_S = 5.0  # after an exception frame, how long we wait for END_STREAM
@@ -173,10 +175,14 @@ class _Connection:
         self.h2.local_settings = h2.settings.Settings(
             client=False,
             initial_values={
-                h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: MAX_CONCURRENT_STREAMS
+                h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: MAX_CONCURRENT_STREAMS,
+                h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: STREAM_WINDOW,
             },
         )
         self.h2.initiate_connection()
+        # Many streams share one connection: a 64 KB connection window would make every
+        # stream's audio wait for the others' WINDOW_UPDATEs (head-of-line blocking).
+        self.h2.increment_flow_control_window(CONNECTION_WINDOW - 65535)
         await self.drain()
         try:
             while not self.closed:

@@ -21,6 +21,7 @@ import h2.config
 import h2.connection
 import h2.events
 import h2.exceptions
+import h2.settings
 
 from ..errors import SessionError
 from . import eventstream
@@ -164,6 +165,9 @@ class WireClient:
         self.h2 = h2.connection.H2Connection(
             h2.config.H2Configuration(client_side=True, header_encoding="utf-8")
         )
+        self.h2.local_settings = h2.settings.Settings(
+            client=True, initial_values={h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 1 << 20}
+        )
         self.streams: dict[int, WireStream] = {}
         self.authority = ""
         self._reader: asyncio.StreamReader | None = None
@@ -178,6 +182,8 @@ class WireClient:
         )
         self.authority = f"{host}:{port}"
         self.h2.initiate_connection()
+        # As the CRT does: a large connection window, so streams do not wait for each other.
+        self.h2.increment_flow_control_window((16 << 20) - 65535)
         self._flush()
         self._task = asyncio.create_task(self._read_loop())
 
