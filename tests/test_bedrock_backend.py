@@ -453,6 +453,60 @@ def test_session_records_when_its_credentials_expire(serve: Any, tls: TlsFiles) 
     assert run(main) == pytest.approx(time.time() + 3600, abs=60)
 
 
+class Rotating:
+    """A role that hands out the right key first, then (after a refresh) another one."""
+
+    def __init__(self, secrets: list[str]) -> None:
+        self.secrets = secrets
+        self.fetches = 0
+
+    async def get_identity(self, *, properties: Any) -> Any:
+        from smithy_aws_core.identity import AWSCredentialsIdentity
+
+        secret = self.secrets[min(self.fetches, len(self.secrets) - 1)]
+        self.fetches += 1
+        return AWSCredentialsIdentity(access_key_id=KEY_ID, secret_access_key=secret)
+
+    async def invalidate(self) -> None:
+        pass
+
+
+def test_a_session_keeps_signing_with_the_key_it_opened_with(serve: Any, tls: TlsFiles) -> None:
+    """The SDK asks for credentials for every frame; a rotated key must not reach a live
+    stream (its frame signatures chain from the request's), only the next session."""
+    served = serve()
+
+    async def main(stray: Stray) -> tuple[bytes, SessionError]:
+        backend = client(served, tls)
+        role = Rotating([SECRET, "rotated-secret-unknown-to-the-endpoint"])
+        backend.credentials = credentials.Credentials(
+            source="test",
+            access_key_id=KEY_ID,
+            expires_at=None,
+            resolver=credentials.RefreshingResolver(role, margin_seconds=0),
+        )
+        session = await backend.open("s1")  # fetch 1: the right key, pinned to this session
+        for event in opening():
+            await session.send(event)
+        speaker = asyncio.create_task(speak(session, 2))
+        _, audio = await read_answer(session)
+        await speaker
+        await session.close()
+        second = await backend.open("s2")  # fetch 2: the rotated key
+        with pytest.raises(SessionError) as caught:
+            await second.send(pr.session_start())
+            await second.receive()
+        await second.close()
+        return audio, caught.value
+
+    audio, err = run(main)
+    assert [(m.kind, m.number) for m in testsignal.decode_marks(audio, 24000)] == [
+        ("A", 2),
+        ("B", 2),
+    ]
+    assert err.code == "InvalidSignatureException"
+
+
 def test_start_without_credentials_is_one_line(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:

@@ -40,6 +40,7 @@ from aws_sdk_bedrock_runtime.models import (
     InvokeModelWithBidirectionalStreamOutputChunk,
     ServiceError,
 )
+from smithy_aws_core.identity.static import StaticCredentialsResolver
 from smithy_core.exceptions import CallError, SmithyError, SmithyIdentityError
 from smithy_http.aio.crt import AWSCRTHTTPClient, AWSCRTHTTPClientConfig, _AWSCRTEventLoop
 
@@ -395,13 +396,15 @@ class BedrockBackend:
             )
         return self.credentials
 
-    async def _config(self, transport: _Transport) -> AsyncBedrockRuntimeConfig:
+    async def _config(self, transport: _Transport, identity: Any) -> AsyncBedrockRuntimeConfig:
         b = self.settings.backend
-        assert self.credentials is not None
         overrides: dict[str, Any] = {
             "region": b.region,
             "transport": transport,
-            "aws_credentials_identity_resolver": self.credentials.resolver,
+            # Pinned: the SDK asks for the identity again for every event frame, and the
+            # frames' signature chain must use the key that signed the request. A refreshed
+            # key belongs to the next session, not to this one.
+            "aws_credentials_identity_resolver": StaticCredentialsResolver(identity),
             "max_attempts": 1,
         }
         if b.endpoint_uri:
@@ -418,10 +421,11 @@ class BedrockBackend:
         transport = _Transport(eventloop=self._eventloop, ca_file=self._ca_file)
         client: AsyncBedrockRuntimeClient | None = None
         try:
-            # Resolve now so the session records the expiry of the key that signs it.
-            await self.credentials.resolver.get_identity(properties={})
+            # A fresh key for each session (refreshed when it would expire within a session's
+            # lifetime); the session records when it expires, for the engine's hand-off.
+            identity = await self.credentials.resolver.get_identity(properties={})
             expires_at = self.credentials.resolver.last_expires_at
-            client = AsyncBedrockRuntimeClient(config=await self._config(transport))
+            client = AsyncBedrockRuntimeClient(config=await self._config(transport, identity))
             request = InvokeModelWithBidirectionalStreamOperationInput(model_id=b.model_id)
             stream = await asyncio.wait_for(
                 client.invoke_model_with_bidirectional_stream(request), b.open_timeout_seconds
