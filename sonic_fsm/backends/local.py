@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import shutil
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -161,20 +162,73 @@ class LocalSession:
             self._wake.set()
 
 
+def plan_from_settings(settings: Settings) -> FaultPlan:
+    """The fault plan the settings ask for (``emulator.faults``, a spec), else none.
+
+    Read with ``getattr`` so this works before and after the setting exists.
+    """
+    spec = getattr(settings.emulator, "faults", "")
+    return parse_fault_plan(spec) if spec else no_faults
+
+
+def recogniser_from_settings(settings: Settings) -> Recogniser | str | None:
+    """``emulator.recogniser``: ``auto`` (pocketsphinx when installed), ``none``, or
+    ``pocketsphinx`` (an error at start when it is not installed)."""
+    choice = getattr(settings.emulator, "recogniser", AUTO)
+    if choice == "none":
+        return None
+    if choice == "pocketsphinx":
+        from sonic_fsm.emulator import recogniser as rec
+
+        if not rec.available():
+            raise SettingsError(
+                "setting emulator.recogniser: pocketsphinx is not installed "
+                "(uv sync --extra recogniser)"
+            )
+        return rec.default_recogniser()
+    if choice != AUTO:
+        raise SettingsError(
+            f"setting emulator.recogniser: auto, none or pocketsphinx, not {choice!r}"
+        )
+    return AUTO
+
+
+def speaker_from_settings(settings: Settings) -> Speaker | None:
+    """``emulator.voice``: ``auto`` (espeak-ng when installed), ``espeak`` or ``synthetic``."""
+    from sonic_fsm.emulator import voice
+
+    choice = getattr(settings.emulator, "voice", AUTO)
+    if choice == "synthetic":
+        return voice.synthetic
+    if choice == "espeak":
+        if shutil.which("espeak-ng") is None:
+            raise SettingsError("setting emulator.voice: espeak-ng is not installed")
+        return voice.Espeak()
+    if choice != AUTO:
+        raise SettingsError(f"setting emulator.voice: auto, espeak or synthetic, not {choice!r}")
+    return None
+
+
 class LocalBackend:
-    """Opens emulated sessions; ``faults`` chooses what goes wrong with the n-th one."""
+    """Opens emulated sessions; ``faults`` chooses what goes wrong with the n-th one.
+
+    Left out, the faults, the voice and the recogniser come from the settings
+    (``emulator.faults``, ``emulator.voice``, ``emulator.recogniser`` where those exist).
+    """
 
     def __init__(
         self,
         settings: Settings,
-        faults: FaultPlan = no_faults,
+        faults: FaultPlan | None = None,
         *,
         speaker: Speaker | None = None,
         recogniser: Recogniser | str | None = AUTO,
     ) -> None:
         self.settings = settings
-        self.faults = faults
-        self.speaker = speaker
+        self.faults = faults if faults is not None else plan_from_settings(settings)
+        self.speaker = speaker if speaker is not None else speaker_from_settings(settings)
+        if recogniser == AUTO:
+            recogniser = recogniser_from_settings(settings)
         self.recogniser = recogniser
         self.opened = 0
         self.sessions: list[LocalSession] = []
