@@ -9,6 +9,7 @@ uninterrupted answer heard whole (its start mark and its end mark on the speaker
 from __future__ import annotations
 
 import asyncio
+import datetime
 import gc
 from collections import Counter
 from collections.abc import Callable
@@ -62,8 +63,10 @@ def converse(
     faults: Callable[[int], Faults] = lambda n: Faults(),
     extra: tuple[str, ...] = (),
     secret: str = SECRET,
+    creds: credentials.Credentials | None = None,
+    sessions: tuple[str, ...] = tuple(SHORT_SESSIONS),
 ) -> tuple[RunResult, Talker, TimelineSink, Any]:
-    server_settings = load(None, SHORT_SESSIONS)
+    server_settings = load(None, list(sessions))
 
     def make() -> Endpoint:
         return Endpoint(
@@ -76,7 +79,7 @@ def converse(
         settings: Settings = load(
             None,
             [
-                *SHORT_SESSIONS,
+                *sessions,
                 "backend.kind=bedrock",
                 f"backend.endpoint_uri='{endpoint.url}'",
                 "backend.open_timeout_seconds=5",
@@ -87,7 +90,9 @@ def converse(
             ],
         )
         backend = BedrockBackend(
-            settings, credentials=credentials.static(KEY_ID, secret), ca_file=str(tls.ca_cert)
+            settings,
+            credentials=creds or credentials.static(KEY_ID, secret),
+            ca_file=str(tls.ca_cert),
         )
         sink = TimelineSink(None)
         holder: dict[str, Conversation] = {}
@@ -165,3 +170,49 @@ def test_wrong_secret_stops_with_one_line_and_no_retry_storm(tls: TlsFiles) -> N
     assert "credentials were rejected" in result.reason and "\n" not in result.reason
     assert stats.streams_opened == 1 and stats.auth_refused == 1  # one request, no retries
     assert result.seconds < 5
+
+
+class ShortLived:
+    """A role whose credentials live ``lifetime`` seconds of wall time from each fetch."""
+
+    def __init__(self, lifetime: float) -> None:
+        self.lifetime = lifetime
+        self.fetches = 0
+
+    async def get_identity(self, *, properties: Any) -> Any:
+        from smithy_aws_core.identity import AWSCredentialsIdentity
+
+        self.fetches += 1
+        expires = datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=self.lifetime)
+        return AWSCredentialsIdentity(
+            access_key_id=KEY_ID, secret_access_key=SECRET, session_token="t", expiration=expires
+        )
+
+    async def invalidate(self) -> None:
+        pass
+
+
+def test_expiring_credentials_hand_off_before_they_expire(tls: TlsFiles) -> None:
+    """Sessions could live 30 s, but each key lives 5 s: every session is replaced before its
+    key expires (hard deadline = expiry - margin), and nothing is lost on the way."""
+    role = ShortLived(lifetime=5.0)
+    creds = credentials.Credentials(
+        source="test role",
+        access_key_id=KEY_ID,
+        expires_at=None,
+        resolver=credentials.RefreshingResolver(role, margin_seconds=30.0),
+    )
+    long_sessions = (
+        "transition_threshold_seconds=20",
+        "session_limit_seconds=30",
+        "hard_deadline_margin_seconds=2",
+        "emulator.speed=8.0",
+        "emulator.end_of_speech_ms=300",
+    )
+    lines = 2
+    result, _talker, sink, stats = converse(tls, lines, creds=creds, sessions=long_sessions)
+    assert result.reason == "the input ended"
+    assert result.metrics["handoffs"] + result.metrics["recoveries"] >= 2, result.metrics
+    assert result.metrics["failures"] == 0  # replaced in time: no session died of its key
+    assert stats.streams_failed == 0
+    heard_once(sink, lines)
