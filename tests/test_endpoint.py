@@ -774,3 +774,40 @@ def test_sigint_ends_open_streams_and_exits_cleanly(tmp_path: Path) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_a_frame_altered_after_the_sdk_signed_it_is_refused(
+    tls_files: TlsFiles, trust: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The SDK signs its second event, then one bit of it flips on the way."""
+    import aws_sdk_signers.signers as signers
+    from smithy_aws_event_stream.exceptions import UnmodeledEventError
+
+    sign = signers.AsyncEventSigner.sign
+    signed = 0
+
+    async def sign_then_flip(self: Any, **kw: Any) -> Any:
+        nonlocal signed
+        out = await sign(self, **kw)
+        signed += 1
+        if signed == 2:
+            out.payload = out.payload[:-1] + bytes([out.payload[-1] ^ 1])
+        return out
+
+    monkeypatch.setattr(signers.AsyncEventSigner, "sign", sign_then_flip)
+
+    async def go(url: str) -> dict[str, Any] | None:
+        s = await SdkStream.open(await sdk_client(url))
+        await s.send(pr.session_start())
+        first = await s.receive()
+        await s.send(pr.session_end())
+        try:
+            await s.receive()
+        finally:
+            await s.stream.close()
+        return first
+
+    with serving(tls_files, EchoBackend()) as (endpoint, thread):
+        with pytest.raises(UnmodeledEventError, match="InvalidSignatureException"):
+            run(go(endpoint.url), timeout=15)
+        assert thread.call(lambda: endpoint.stats.auth_refused) == 1
