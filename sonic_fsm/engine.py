@@ -54,6 +54,7 @@ class Session:
     audio_open: str | None = None  # content id of assistant audio being generated
     contents: dict[str, pr.ContentStart] = field(default_factory=dict)
     history_answers_due: int = 0  # re-sent USER history turns it will answer first
+    speculative_texts: list[str] = field(default_factory=list)  # this turn's, until FINAL
     audio_in_bytes: int = 0
     audio_out_bytes: int = 0
     history_bytes: int = 0
@@ -460,7 +461,10 @@ class Engine:
                 TranscriptLine(kind="assistant", session_id=sess.id, text=t.text, final=final)
             )
             if final:
+                sess.speculative_texts.clear()
                 self._add_history(hist.Message(hist.ASSISTANT, t.text), None, sess)
+            else:
+                sess.speculative_texts.append(t.text)
 
     def _on_user_transcript(self, sess: Session, text: str) -> None:
         u = next(
@@ -486,6 +490,12 @@ class Engine:
 
     def _on_interrupted(self, sess: Session) -> None:
         self.metrics.barge_ins += 1
+        if sess.speculative_texts:
+            # What the user heard of the answer they cut short is part of the conversation:
+            # without it a new session would see the question unanswered and answer it again.
+            said = " ".join(sess.speculative_texts)
+            sess.speculative_texts.clear()
+            self._add_history(hist.Message(hist.ASSISTANT, said), None, sess)
         if self.s.session_logging.log_barge_in_events:
             self._say(f"[BARGE_IN] {sess.id}: the user interrupted the assistant")
         self._add_transcript(
@@ -700,14 +710,9 @@ class Engine:
                 continue
             break
         messages = [m for m, _ in items]
-        if old is not None and old.turn_in_progress:
-            spoken = [
-                line.text
-                for line in self.transcript
-                if line.session_id == old.id and line.kind == "assistant" and not line.final
-            ]
-            if spoken:
-                messages.append(hist.Message(hist.ASSISTANT, spoken[-1]))
+        if old is not None and old.turn_in_progress and old.speculative_texts:
+            # The answer being given now: the next session must know it was given.
+            messages.append(hist.Message(hist.ASSISTANT, " ".join(old.speculative_texts)))
         h = self.s.history
         return hist.for_new_session(messages, h.max_messages, h.max_total_bytes)
 

@@ -27,6 +27,7 @@ def test_thirty_minute_conversation_answers_everything_once() -> None:
     assert s.spoken == 120 + spoken_extra
     assert spoken_extra >= 3  # utterances spoken while a hand-off was under way
     assert s.lost == [] and s.answered_twice == [] and s.unexpected == []
+    assert s.restarted == []  # no answer was begun twice either
     assert m["handoffs"] >= 3 and m["recoveries"] == 0
     assert m["barge_ins"] >= 1
     # Only the answer the user talked over may be cut short.
@@ -111,3 +112,20 @@ def test_throttled_starts_back_off_then_succeed() -> None:
     assert 0.25 <= delays[0] <= 0.5 and 0.5 <= delays[1] <= 1.0
     assert out.result.metrics["handoffs"] >= 1
     assert out.score.lost == [] and out.score.answered_twice == []
+
+
+def test_barge_in_at_the_handoff_point_is_not_answered_again() -> None:
+    """The user cuts an answer short just as the next session is ready: the cut answer
+    counts as given (it goes into the history), so the next session must not restart it."""
+    settings = load(
+        None,
+        [
+            "session_limit_seconds=120",
+            "transition_threshold_seconds=40",
+            "hard_deadline_margin_seconds=10",
+        ],
+    )
+    out = converse(settings, evenly(24, 12.0), no_faults, barge_in_at=(1, 2, 3, 4))
+    s = out.score
+    assert out.result.metrics["handoffs"] >= 3 and out.result.metrics["barge_ins"] >= 3
+    assert s.lost == [] and s.answered_twice == [] and s.restarted == []

@@ -21,6 +21,7 @@ class Score:
     lost: list[int] = field(default_factory=list)
     answered_twice: list[int] = field(default_factory=list)
     truncated: list[int] = field(default_factory=list)  # began but never ended
+    restarted: list[int] = field(default_factory=list)  # began more than once
     reply_delay_ms: dict[int, float] = field(default_factory=dict)
     unexpected: list[int] = field(default_factory=list)  # answers to nothing spoken
 
@@ -34,6 +35,8 @@ class Score:
             "lost_ids": self.lost,
             "twice_ids": self.answered_twice,
             "truncated_ids": self.truncated,
+            "answers_restarted": len(self.restarted),
+            "restarted_ids": self.restarted,
             "unexpected_ids": self.unexpected,
         }
 
@@ -63,6 +66,8 @@ def score_marks(spoken: list[Mark], heard: list[Mark]) -> Score:
             s.answered_once += 1
         if whole.get(n, 0) == 0:
             s.truncated.append(n)
+        if len(began) > 1:
+            s.restarted.append(n)
     s.unexpected = sorted(n for n in starts if n not in ends)
     return s
 
