@@ -56,8 +56,8 @@ def run(coro: Any, timeout: float = 30.0) -> Any:
 class EchoSession:
     """Answers each input event with ``{"event": {"echo": {"of": NAME}}}``.
 
-    ``textInput`` content ``fail`` raises a ValidationException; ``big:N`` answers with an
-    event of N bytes (to exercise flow control).
+    ``textInput`` content ``fail`` raises a ValidationException, ``raise:CODE`` that code;
+    ``big:N`` answers with an event of N bytes (to exercise flow control).
     """
 
     def __init__(self, backend: EchoBackend) -> None:
@@ -70,6 +70,8 @@ class EchoSession:
         content = body.get("content", "")
         if name == "textInput" and content == "fail":
             raise SessionError("ValidationException", "textInput: you asked for it")
+        if name == "textInput" and content.startswith("raise:"):
+            raise SessionError(content[6:], "as requested")
         if name == "textInput" and content.startswith("big:"):
             await self.q.put({"event": {"big": {"data": "x" * int(content[4:])}}})
             return
@@ -811,3 +813,33 @@ def test_a_frame_altered_after_the_sdk_signed_it_is_refused(
         with pytest.raises(UnmodeledEventError, match="InvalidSignatureException"):
             run(go(endpoint.url), timeout=15)
         assert thread.call(lambda: endpoint.stats.auth_refused) == 1
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        "ValidationException",
+        "ModelTimeoutException",
+        "ModelStreamErrorException",
+        "ThrottlingException",
+        "InternalServerException",
+        "ServiceUnavailableException",
+        "ModelNotReadyException",  # not in the stream's union: sent as an unmodeled error
+    ],
+)
+def test_every_session_error_reaches_the_client_with_its_code(
+    tls_files: TlsFiles, code: str
+) -> None:
+    async def go(endpoint: Endpoint) -> SessionError:
+        client = await wire(endpoint, tls_files)
+        s = await client.open()
+        await s.send({"event": {"textInput": {"content": f"raise:{code}"}}})
+        with pytest.raises(SessionError) as err:
+            await s.receive()
+        await s.close_input()
+        await client.aclose()
+        return err.value
+
+    with serving(tls_files, EchoBackend()) as (endpoint, _):
+        error = run(go(endpoint))
+    assert (error.code, error.message) == (code, "as requested")
