@@ -706,3 +706,65 @@ def test_the_backend_takes_faults_voice_and_recogniser_from_settings_where_they_
     s.emulator.recogniser = "whisper"  # type: ignore[attr-defined]
     with pytest.raises(SettingsError, match=r"emulator\.recogniser: auto, none or pocketsphinx"):
         LocalBackend(s)
+
+
+# ---- recognition off the loop ------------------------------------------------------------
+
+
+def test_deferred_recognition_keeps_utterances_in_order() -> None:
+    m = opened(recogniser=Script("hello"))
+    m.defer_recognition = True
+    f = Feeder(m)
+    f.wait(0.3)
+    f.play(speech(1.0))
+    f.wait(0.8)
+    (request,) = m.take_recognition_requests()
+    f.play(testsignal.utterance(3))
+    f.wait(2.0)
+    assert f.texts("USER") == [] and f.texts() == []  # the second waits for the first's words
+    m.recognised(request[0], "hello", f.t)
+    f.wait(8.0)
+    assert f.texts("USER") == ["hello", "utterance 3"]
+    finals = f.texts(stage="FINAL")
+    assert finals[0].startswith("Hello!") and finals[1] == "answer to utterance 3"
+
+
+def test_in_real_time_the_backend_recognises_off_the_event_loop() -> None:
+    import time
+
+    def slow_ears(pcm: bytes) -> str:
+        time.sleep(0.4)  # a real recogniser on a long utterance
+        return "what did I say first"
+
+    async def go() -> tuple[list[str], int]:
+        backend = LocalBackend(settings(), speaker=voice.synthetic, recogniser=slow_ears)
+        session = await backend.open("s1")
+        history = [("USER", "I am Ada."), ("ASSISTANT", "Hello Ada.")]
+        for e in [*opening(history), pr.audio_content_start(P, AUDIO)]:
+            await session.send(e)
+        pcm = silence(0.3) + speech(1.0) + silence(0.8)
+        for i in range(0, len(pcm), 2048):
+            await session.send(pr.audio_input(P, AUDIO, pcm[i : i + 2048]))
+        ticks = 0
+        texts: list[str] = []
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while True:
+                await asyncio.sleep(0.01)
+                ticks += 1
+
+        t = asyncio.create_task(ticker())
+        while len(texts) < 2:
+            event = await asyncio.wait_for(session.receive(), 5.0)
+            assert event is not None
+            if "textOutput" in event["event"]:
+                texts.append(event["event"]["textOutput"]["content"])
+        t.cancel()
+        await backend.aclose()
+        return texts, ticks
+
+    texts, ticks = clock.run(go())
+    assert texts[0] == "what did I say first"
+    assert "I am Ada." in texts[1]
+    assert ticks >= 10  # the loop kept running while the recogniser worked

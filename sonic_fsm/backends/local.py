@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from sonic_fsm import clock
 from sonic_fsm.emulator.listener import Recogniser
 from sonic_fsm.emulator.model import AUTO, END, EmulatorSession, Faults
 from sonic_fsm.emulator.voice import Speaker
@@ -135,7 +136,22 @@ class LocalSession:
         if self._closed:
             raise SessionError("ValidationException", "send after the input stream was closed")
         self.model.receive(event, self._loop.time())
+        for token, pcm in self.model.take_recognition_requests():
+            self._recognise(token, pcm)
         self._wake.set()
+
+    def _recognise(self, token: int, pcm: bytes) -> None:
+        """Recognition takes a real recogniser up to a second or two: keep it off the loop."""
+        ears = self.model.ears
+        assert ears is not None
+        future = self._loop.run_in_executor(None, ears, pcm)
+
+        def done(f: asyncio.Future[str | None]) -> None:
+            words = None if f.cancelled() or f.exception() else f.result()
+            self.model.recognised(token, words, self._loop.time())
+            self._wake.set()
+
+        future.add_done_callback(done)
 
     async def receive(self) -> dict[str, Any] | None:
         while True:
@@ -249,6 +265,9 @@ class LocalBackend:
             speaker=self.speaker,
             recogniser=self.recogniser,
         )
+        # In virtual time a blocking recogniser costs no virtual time: recognise inline, which
+        # keeps virtual runs deterministic. In real time, recognise on a worker thread.
+        model.defer_recognition = not isinstance(loop, clock.VirtualTimeLoop)
         session = LocalSession(model)
         self.sessions.append(session)
         return session

@@ -29,6 +29,7 @@ class Heard:
     end: int = 0
     transcript: str = ""
     number: int | None = None  # the test signal's utterance number
+    audio: bytes = b""  # the utterance's PCM, when it is not the test signal
 
 
 Recogniser = Callable[[bytes], str | None]
@@ -99,7 +100,7 @@ class Listener:
         audio = bytes(self._audio[: (end - start) * 2])
         text = self.recogniser(audio) if self.recogniser else None
         seconds = (end - start) / RATE
-        return Heard("utterance", start, end, text or f"(speech, {seconds:.1f} s)")
+        return Heard("utterance", start, end, text or f"(speech, {seconds:.1f} s)", audio=audio)
 
 
 class _QuickDtmf(DtmfDecoder):

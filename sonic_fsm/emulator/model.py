@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import heapq
 import itertools
 import json
@@ -98,7 +99,15 @@ class EmulatorSession:
         self.audio_started = False
         ears = default_recogniser() if recogniser == AUTO else recogniser
         assert not isinstance(ears, str), "recogniser: a callable, None or 'auto'"
-        self.listener = Listener(settings.emulator.end_of_speech_ms / 1000, ears)
+        self.ears = ears
+        self.listener = Listener(settings.emulator.end_of_speech_ms / 1000)
+        # An adapter that runs recognition elsewhere (a thread in real time) sets this, takes
+        # take_recognition_requests() after each receive and calls recognised() with words.
+        self.defer_recognition = False
+        self.recognition_requests: list[tuple[int, bytes]] = []
+        self._recognising: dict[int, list[Any]] = {}
+        self._tokens = itertools.count(1)
+        self._hearing: list[list[Any]] = []  # utterances in order, some awaiting their words
         self.speaker = speaker  # None: espeak-ng when installed, else the voice-like signal
         self.output_rate = OUTPUT_RATE
         self.tools: set[str] = set()  # tool names the promptStart declared
@@ -343,6 +352,37 @@ class EmulatorSession:
                 self._interrupt(now)
             return
         self._last_speech = now
+        entry: list[Any] = [h, None]  # [heard, its words once known]
+        if h.number is not None or self.ears is None:
+            entry[1] = h.transcript
+        elif self.defer_recognition:
+            token = next(self._tokens)
+            self._recognising[token] = entry
+            self.recognition_requests.append((token, h.audio))
+        else:
+            entry[1] = self.ears(h.audio) or h.transcript
+        self._hearing.append(entry)
+        self._hear_in_order(now)
+
+    def recognised(self, token: int, text: str | None, now: float) -> None:
+        """The words of a deferred recognition (``None``: none found); answered in order."""
+        entry = self._recognising.pop(token, None)
+        if entry is None or self.finished or self._failing:
+            return
+        entry[1] = text or entry[0].transcript
+        self._hear_in_order(now)
+
+    def take_recognition_requests(self) -> list[tuple[int, bytes]]:
+        """Utterances to recognise off the caller's thread; give the words to ``recognised``."""
+        out, self.recognition_requests = self.recognition_requests, []
+        return out
+
+    def _hear_in_order(self, now: float) -> None:
+        while self._hearing and self._hearing[0][1] is not None:
+            h, words = self._hearing.pop(0)
+            self._transcribed(dataclasses.replace(h, transcript=words, audio=b""), now)
+
+    def _transcribed(self, h: Heard, now: float) -> None:
         self.heard.append(h)
         transcript = h.transcript
         cid = self._content_id()

@@ -93,7 +93,7 @@ def reply_text(transcript: str, conversation: Sequence[tuple[str, str]]) -> str:
         return "Hello! I am the sonic-fsm emulator. What would you like to talk about?"
     if wants_tool(transcript):
         return "I cannot tell the date or time: I was given no date and time tool."
-    return f"I heard: {transcript}."
+    return f"I heard: {transcript.rstrip('.!? ')}."
 
 
 def tool_answer(result: str) -> str:
