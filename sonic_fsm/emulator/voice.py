@@ -182,8 +182,14 @@ def reply_for(
     return say(reply_text(transcript, conversation), speak, rate)
 
 
+@functools.lru_cache(maxsize=64)
+def _marked_answer(n: int, rate: int) -> bytes:
+    """The test signal's answer; cached, as replayed audio is answered again."""
+    return testsignal.answer(n, rate)
+
+
 def say(text: str, speak: Speaker | None = None, rate: int = RATE) -> Reply:
     """``text`` with its audio at ``rate``: the marked test-signal answer, or speech."""
     if m := ANSWER.match(text):
-        return Reply(text, testsignal.answer(int(m.group(1)), rate))
+        return Reply(text, _marked_answer(int(m.group(1)), rate))
     return Reply(text, resample((speak or default_speaker())(text), RATE, rate))
