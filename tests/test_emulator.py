@@ -768,3 +768,65 @@ def test_in_real_time_the_backend_recognises_off_the_event_loop() -> None:
     assert texts[0] == "what did I say first"
     assert "I am Ada." in texts[1]
     assert ticks >= 10  # the loop kept running while the recogniser worked
+
+
+# ---- over the wire: the endpoint serves the same behaviour --------------------------------
+
+
+def test_over_the_endpoint_a_rule_and_the_tool_use_behave_as_in_process(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    from sonic_fsm.emulator.server import Endpoint, EndpointThread
+    from sonic_fsm.emulator.sigv4 import Credentials
+    from sonic_fsm.emulator.tls import client_context, ensure_certificates, server_context
+    from sonic_fsm.emulator.wire_client import WireClient
+
+    tls = ensure_certificates(tmp_path_factory.mktemp("emulator-endpoint"))
+    creds = Credentials(access_key_id="AKIALOCALTEST", secret_access_key="the-secret")
+    s = settings("emulator.speed=20")
+    backend = LocalBackend(s, speaker=voice.synthetic, recogniser=Script("what time is it"))
+
+    async def go(port: int) -> tuple[str, list[str]]:
+        client = WireClient(credentials=creds, region="us-east-1")
+        await client.connect("127.0.0.1", port, client_context(tls))
+        try:
+            bad = await client.open()
+            await bad.send(pr.session_start())
+            await bad.send(pr.audio_input(P, AUDIO, silence(0.1)))
+            with pytest.raises(SessionError) as info:
+                while await asyncio.wait_for(bad.receive(), 5.0) is not None:
+                    pass
+            rule = f"{info.value.code}: {info.value.message}"
+
+            stream = await client.open()
+            for e in [*opening(tools=TOOLS), pr.audio_content_start(P, AUDIO)]:
+                await stream.send(e)
+            pcm = silence(0.3) + speech(1.0) + silence(1.0)
+            for i in range(0, len(pcm), 2048):
+                await stream.send(pr.audio_input(P, AUDIO, pcm[i : i + 2048]))
+            texts: list[str] = []
+            while sum(t.startswith("It is") for t in texts) < 2:  # SPECULATIVE, FINAL
+                event = await asyncio.wait_for(stream.receive(), 5.0)
+                assert event is not None
+                body = event["event"]
+                if "toolUse" in body:
+                    block = pr.tool_result_block(
+                        P, "result-1", body["toolUse"]["toolUseId"], {"time": "07:00"}
+                    )
+                    for e in block:
+                        await stream.send(e)
+                    texts.append("toolUse")
+                elif "textOutput" in body:
+                    texts.append(body["textOutput"]["content"])
+            await stream.close()
+            return rule, texts
+        finally:
+            await client.aclose()
+
+    thread = EndpointThread(
+        lambda: Endpoint(backend=backend, credentials=creds, tls=server_context(tls))
+    )
+    with thread as endpoint:
+        rule, texts = clock.run(go(endpoint.port))
+    assert rule == "ValidationException: audioInput before promptStart"
+    assert texts == ["what time is it", "toolUse", "It is 07:00.", "It is 07:00."]
