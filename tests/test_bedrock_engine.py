@@ -138,7 +138,7 @@ def test_three_handoffs_over_the_sdk_every_utterance_answered_once(tls: TlsFiles
 
 
 def test_stream_killed_mid_answer_recovers_and_nothing_is_lost(tls: TlsFiles) -> None:
-    lines = 2
+    lines = 1
     result, _talker, sink, stats = converse(
         tls, lines, faults=lambda n: Faults(die_mid_answer=1) if n == 1 else Faults()
     )
@@ -193,9 +193,9 @@ class ShortLived:
 
 
 def test_expiring_credentials_hand_off_before_they_expire(tls: TlsFiles) -> None:
-    """Sessions could live 30 s, but each key lives 5 s: every session is replaced before its
+    """Sessions could live 30 s, but each key lives 6 s: every session is replaced before its
     key expires (hard deadline = expiry - margin), and nothing is lost on the way."""
-    role = ShortLived(lifetime=5.0)
+    role = ShortLived(lifetime=6.0)
     creds = credentials.Credentials(
         source="test role",
         access_key_id=KEY_ID,
