@@ -58,6 +58,7 @@ class Session:
     audio_in_bytes: int = 0
     audio_out_bytes: int = 0
     history_bytes: int = 0
+    expires_at: float | None = None  # its signing credentials expire then (temporary keys)
 
     @property
     def turn_in_progress(self) -> bool:
@@ -113,7 +114,6 @@ class Engine:
         self.promoted_at: float | None = None
         self.held: list[fx.Play] = []
         self.handoff_index: int | None = None
-        self.credentials_expire_at: float | None = None
         self.muted = False
         self.metrics = Metrics()
         self.state_since = now
@@ -193,7 +193,9 @@ class Engine:
         match event:
             case ev.MicFrame(seq=seq, pcm=pcm):
                 self._on_mic(seq, pcm)
-            case ev.SessionReady(session_id=sid):
+            case ev.SessionReady(session_id=sid, expires_at=expires_at):
+                if sid in self.sessions:
+                    self.sessions[sid].expires_at = expires_at
                 self._on_ready(sid)
             case ev.SessionOutput(session_id=sid, event=out):
                 self._on_output(sid, out)
@@ -564,10 +566,8 @@ class Engine:
 
     def _hard_deadline(self, sess: Session) -> float:
         deadline = sess.opened_at + self.s.hard_deadline_seconds
-        if self.credentials_expire_at is not None:
-            deadline = min(
-                deadline, self.credentials_expire_at - self.s.hard_deadline_margin_seconds
-            )
+        if sess.expires_at is not None:
+            deadline = min(deadline, sess.expires_at - self.s.hard_deadline_margin_seconds)
         return deadline
 
     def _check_timers(self) -> None:

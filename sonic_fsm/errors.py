@@ -11,6 +11,7 @@ RETRYABLE_CODES = frozenset(
         "InternalServerException",
         "ServiceUnavailableException",
         "ConnectionError",
+        "MalformedEvent",
         "Timeout",
     }
 )

@@ -25,9 +25,11 @@ class MicEnded:
 
 @dataclass(frozen=True, kw_only=True)
 class SessionReady:
-    """The session's stream accepted its opening events (sessionStart, promptStart, system)."""
+    """The session's stream accepted its opening events (sessionStart, promptStart, system).
+    ``expires_at``: when the credentials that sign this stream expire (loop time), if they do."""
 
     session_id: str
+    expires_at: float | None = None
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -93,8 +93,10 @@ class _SessionWorker:
             await self.session.send(event)
             self.conv.observer.event_sent(self.id, self.conv.now(), event)
         if item.opening:
-            self.conv.note_credentials()
-            self.conv.post(ev.SessionReady(session_id=self.id))
+            expires = getattr(self.session, "credentials_expire_at", None)
+            if expires is not None:  # wall-clock epoch seconds: into loop time
+                expires = self.conv.now() + (expires - time.time())
+            self.conv.post(ev.SessionReady(session_id=self.id, expires_at=expires))
         if item.ack_seq is not None:
             self.conv.post(ev.SessionSent(session_id=self.id, seq=item.ack_seq))
 
@@ -199,12 +201,6 @@ class Conversation:
             "audio_out_bytes": sess.audio_out_bytes,
             "history_bytes": sess.history_bytes,
         }
-
-    def note_credentials(self) -> None:
-        """Temporary credentials: tell the engine (in loop time) when they expire."""
-        expires = getattr(self.backend, "credentials_expire_at", None)
-        if self.engine is not None and expires is not None:
-            self.engine.credentials_expire_at = self.now() + (expires - time.time())
 
     def snapshot(self) -> Snapshot | None:
         if self.engine is None:

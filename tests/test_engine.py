@@ -46,3 +46,15 @@ def test_the_threshold_is_a_deadline_the_adapter_is_told() -> None:
     engine.handle(ev.Tick(), 30.0)
     assert engine.state is State.MONITORING
     assert engine.next_deadline() == 52.0  # the hard deadline, before the audio-start timeout
+
+
+def test_temporary_credentials_bring_the_hard_deadline_forward() -> None:
+    engine = Engine(SETTINGS, 0.0)
+    engine.start(0.0)
+    engine.handle(ev.SessionReady(session_id="s1", expires_at=40.0), 0.1)
+    # The key expires at 40 s: the hand-off is forced a margin (8 s) before, not at 52 s.
+    assert engine.next_deadline() == 30.0  # the threshold still comes first
+    engine.handle(ev.Tick(), 30.0)
+    assert engine.next_deadline() == 32.0
+    engine.handle(ev.Tick(), 32.0)
+    assert engine.state is State.BUFFERING and engine.forced
