@@ -112,7 +112,7 @@ class EmulatorSession:
         self.output_rate = OUTPUT_RATE
         self.tools: set[str] = set()  # tool names the promptStart declared
         self._tool_ids = itertools.count(1)
-        self._tool_waits: dict[str, str] = {}  # toolUseId -> the question waiting for it
+        self._tool_waits: dict[str, str] = {}  # toolUseId -> tool name, until its result
         self._deferred: list[tuple[str, list[tuple[str, str]]]] = []  # asked during a tool wait
         self.conversation: list[tuple[str, str]] = []  # (role, text): history, heard, answered
         self._received_samples = 0
