@@ -295,7 +295,9 @@ class Engine:
         b = self.s.backend
         opening = [
             pr.session_start(b.max_tokens, b.top_p, b.temperature, b.endpointing_sensitivity),
-            pr.prompt_start(prompt, b.voice_id, self.s.audio.output_sample_rate),
+            pr.prompt_start(
+                prompt, b.voice_id, self.s.audio.output_sample_rate, [pr.DATE_AND_TIME_TOOL]
+            ),
             *pr.text_block(
                 prompt,
                 f"{prompt}-system",

@@ -29,6 +29,16 @@ def _ev(name: str, body: dict[str, Any]) -> dict[str, Any]:
     return {"event": {name: body}}
 
 
+DATE_AND_TIME_TOOL: dict[str, Any] = {
+    "toolSpec": {
+        "name": "getDateAndTimeTool",
+        "description": "Get information about the current date and time.",
+        "inputSchema": {"json": json.dumps({"type": "object", "properties": {}, "required": []})},
+    }
+}
+"""The one tool sonic-fsm offers the model; the runner answers it."""
+
+
 def session_start(
     max_tokens: int = 1024,
     top_p: float = 0.9,

@@ -75,6 +75,9 @@ class Emulator:
     end_of_speech_ms: int = 500
     speed: float = 4.0
     first_audio_delay_ms: int = 150
+    faults: str = ""  # "2:refuse_start,3:die_at_seconds=20": see backends.local.parse_fault_plan
+    voice: str = "auto"  # auto (espeak-ng when installed) | espeak | synthetic
+    recogniser: str = "auto"  # auto (pocketsphinx when installed) | none | pocketsphinx
 
 
 @dataclass
@@ -232,6 +235,14 @@ def validate(s: Settings) -> Settings:
         raise SettingsError("setting backend.endpointing_sensitivity: HIGH, MEDIUM, LOW or empty")
     if s.backend.max_retries < 0:
         raise SettingsError("setting backend.max_retries: must not be negative")
+    if s.emulator.voice not in ("auto", "espeak", "synthetic"):
+        raise SettingsError("setting emulator.voice: must be auto, espeak or synthetic")
+    if s.emulator.recogniser not in ("auto", "none", "pocketsphinx"):
+        raise SettingsError("setting emulator.recogniser: must be auto, none or pocketsphinx")
+    if s.emulator.faults:
+        from sonic_fsm.backends.local import parse_fault_plan  # local imports settings
+
+        parse_fault_plan(s.emulator.faults)  # its error is a one-line SettingsError
     return s
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from sonic_fsm.audio.base import AudioSink, AudioSource
 from sonic_fsm.backends.base import Backend
-from sonic_fsm.backends.local import FaultPlan, LocalBackend, no_faults
+from sonic_fsm.backends.local import FaultPlan, LocalBackend
 from sonic_fsm.observer import Observer
 from sonic_fsm.runner import Conversation
 from sonic_fsm.settings import Settings
@@ -23,7 +23,8 @@ def is_device(spec: str) -> bool:
     return spec not in ("talker", "null") and not spec.lower().endswith(".wav")
 
 
-def make_backend(settings: Settings, faults: FaultPlan = no_faults) -> Backend:
+def make_backend(settings: Settings, faults: FaultPlan | None = None) -> Backend:
+    """``faults=None``: the plan in ``emulator.faults`` (none by default)."""
     if settings.backend.kind == "bedrock":
         from sonic_fsm.backends.bedrock import BedrockBackend
 
@@ -99,7 +100,7 @@ def build_conversation(
     *,
     log: Any = None,
     finish_when_input_ends: bool = True,
-    faults: FaultPlan = no_faults,
+    faults: FaultPlan | None = None,
     talker_repeats: bool = True,
 ) -> Conversation:
     """The conversation a user asked for. ``mic=None`` means the microphone when there is

@@ -58,3 +58,18 @@ def test_temporary_credentials_bring_the_hard_deadline_forward() -> None:
     assert engine.next_deadline() == 32.0
     engine.handle(ev.Tick(), 32.0)
     assert engine.state is State.BUFFERING and engine.forced
+
+
+def test_sessions_offer_the_date_tool_and_tool_use_becomes_a_run_tool_effect() -> None:
+    engine = Engine(SETTINGS, 0.0)
+    opening = next(e for e in engine.start(0.0) if isinstance(e, fx.Send))
+    prompt = next(x["event"]["promptStart"] for x in opening.events if "promptStart" in x["event"])
+    tools = prompt["toolConfiguration"]["tools"]
+    assert [t["toolSpec"]["name"] for t in tools] == ["getDateAndTimeTool"]
+    engine.handle(ev.SessionReady(session_id="s1"), 0.1)
+    use = {"event": {"toolUse": {"contentId": "c9", "toolName": "getDateAndTimeTool",
+                                 "toolUseId": "t-1", "content": "{}"}}}  # fmt: skip
+    effects = engine.handle(ev.SessionOutput(session_id="s1", event=use), 1.0)
+    runs = [e for e in effects if isinstance(e, fx.RunTool)]
+    assert runs == [fx.RunTool(session_id="s1", tool_use_id="t-1",
+                               tool_name="getDateAndTimeTool", content="{}")]  # fmt: skip

@@ -54,6 +54,8 @@ def test_override_of_a_bare_word_is_a_string() -> None:
         (["backend.kind=cloud"], "backend.kind: must be 'emulator' or 'bedrock'"),
         (["audio.input_sample_rate=8000"], "16000"),
         (["session_limit_seconds"], "expected KEY=VALUE"),
+        (["emulator.faults=2:explode"], "unknown fault 'explode'"),
+        (["emulator.voice=loud"], "emulator.voice: must be auto, espeak or synthetic"),
     ],
 )
 def test_each_kind_of_error_is_one_line_naming_the_key(overrides, message) -> None:
