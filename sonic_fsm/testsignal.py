@@ -90,8 +90,13 @@ class DtmfDecoder:
         self._run_len = 0
         self._run_start = 0
 
+    QUIET = 655  # every sample under 0.02 of full scale: no block can hold a key
+
     def feed(self, pcm: bytes) -> list[Key]:
-        samples = np.frombuffer(pcm, dtype="<i2").astype(np.float64) / 32768.0
+        raw = np.frombuffer(pcm, dtype="<i2")
+        if self._is_quiet(raw):
+            return self._skip_quiet(raw)
+        samples = raw.astype(np.float64) / 32768.0
         data = np.concatenate([self._pending, samples]) if self._pending.size else samples
         n_blocks = data.size // self.block
         keys: list[Key] = []
@@ -105,19 +110,42 @@ class DtmfDecoder:
         self._pos += used
         return keys
 
+    def _is_quiet(self, raw: np.ndarray) -> bool:
+        """Silence between keys is most of the stream; it can be skipped block for block."""
+        return (
+            self._run_key is None
+            and raw.size > 0
+            and int(np.abs(raw).max()) < self.QUIET
+            and (self._pending.size == 0 or float(np.abs(self._pending).max()) < 0.02)
+        )
+
+    def _skip_quiet(self, raw: np.ndarray) -> list[Key]:
+        total = self._pending.size + raw.size
+        n_blocks = total // self.block
+        rest = total - n_blocks * self.block
+        if n_blocks == 0:
+            self._pending = np.concatenate([self._pending, raw / 32768.0])
+            return []
+        self._pending = raw[raw.size - rest :] / 32768.0
+        self._pos += n_blocks * self.block
+        self._run_len += n_blocks  # the run of no key goes on
+        return []
+
     def _classify(self, blocks: np.ndarray) -> list[str | None]:
-        power = np.abs(blocks @ self._basis.T) ** 2  # (n_blocks, 8)
         energy = (blocks**2).sum(axis=1) * self.block / 2
-        out: list[str | None] = []
-        for p, e in zip(power, energy, strict=True):
-            if e < (0.02**2) * self.block * self.block / 2:
-                out.append(None)
-                continue
-            r = int(np.argmax(p[:4]))
-            c = int(np.argmax(p[4:]))
-            share = (p[r] + p[4 + c]) / e
-            out.append(KEYPAD[r][c] if share > 0.55 else None)
-        return out
+        audible = energy >= (0.02**2) * self.block * self.block / 2
+        if not audible.any():
+            return [None] * len(blocks)
+        power = np.abs(blocks @ self._basis.T) ** 2
+        r = power[:, :4].argmax(axis=1)
+        c = power[:, 4:].argmax(axis=1)
+        rows = np.arange(len(blocks))
+        share = (power[rows, r] + power[rows, 4 + c]) / np.where(audible, energy, 1.0)
+        keyed = audible & (share > 0.55)
+        return [
+            KEYPAD[ri][ci] if k else None
+            for ri, ci, k in zip(r.tolist(), c.tolist(), keyed.tolist(), strict=True)
+        ]
 
     def _step(self, key: str | None, at: int) -> list[Key]:
         if key == self._run_key:

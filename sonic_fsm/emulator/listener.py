@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sonic_fsm.testsignal import KEYPAD, DtmfDecoder, Key, MarkParser
+from sonic_fsm.testsignal import DtmfDecoder, MarkParser
 
 RATE = 16000
 BLOCK = RATE // 100  # 10 ms
@@ -46,7 +46,7 @@ class Listener:
         self._start = 0
         self._quiet = 0
         self._audio = bytearray()
-        self._decoder = _QuickDtmf(RATE)
+        self._decoder = DtmfDecoder(RATE)
         self._parser = MarkParser()
         self._numbers: list[tuple[int, int]] = []  # (sample, number) of decoded '*N#'
 
@@ -101,50 +101,3 @@ class Listener:
         text = self.recogniser(audio) if self.recogniser else None
         seconds = (end - start) / RATE
         return Heard("utterance", start, end, text or f"(speech, {seconds:.1f} s)", audio=audio)
-
-
-class _QuickDtmf(DtmfDecoder):
-    """The test signal's decoder, with its classification vectorised and quiet audio skipped.
-
-    The emulator hears mostly silence; the per-block loop of the plain decoder was the
-    largest cost of a long virtual conversation. Same decisions, block for block.
-    """
-
-    QUIET = 655  # |sample| below 0.02 full scale in every sample: no block can hold a key
-
-    def feed(self, pcm: bytes) -> list[Key]:
-        samples = np.frombuffer(pcm, dtype="<i2")
-        quiet = (
-            self._run_key is None
-            and samples.size > 0
-            and int(np.abs(samples).max()) < self.QUIET
-            and (self._pending.size == 0 or float(np.abs(self._pending).max()) < 0.02)
-        )
-        if not quiet:
-            return super().feed(pcm)
-        total = self._pending.size + samples.size
-        n_blocks = total // self.block
-        rest = total - n_blocks * self.block
-        if n_blocks == 0:
-            self._pending = np.concatenate([self._pending, samples / 32768.0])
-            return []
-        self._pending = samples[samples.size - rest :] / 32768.0
-        self._pos += n_blocks * self.block
-        self._run_len += n_blocks  # more of the same run of no key
-        return []
-
-    def _classify(self, blocks: np.ndarray) -> list[str | None]:
-        energy = (blocks**2).sum(axis=1) * self.block / 2
-        audible = energy >= (0.02**2) * self.block * self.block / 2
-        if not audible.any():
-            return [None] * len(blocks)
-        power = np.abs(blocks @ self._basis.T) ** 2
-        r = power[:, :4].argmax(axis=1)
-        c = power[:, 4:].argmax(axis=1)
-        rows = np.arange(len(blocks))
-        share = (power[rows, r] + power[rows, 4 + c]) / np.where(audible, energy, 1.0)
-        keyed = audible & (share > 0.55)
-        return [
-            KEYPAD[ri][ci] if k else None
-            for ri, ci, k in zip(r.tolist(), c.tolist(), keyed.tolist(), strict=True)
-        ]

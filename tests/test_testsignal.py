@@ -1,0 +1,32 @@
+"""The test signal: decoded exactly, even mixed with speech-like sound and silence."""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as hs
+
+from sonic_fsm import testsignal as ts
+
+
+@settings(max_examples=25, deadline=None)
+@given(hs.lists(hs.integers(0, 99999), min_size=1, max_size=4), hs.integers(0, 3000))
+def test_utterances_decode_exactly_whatever_the_chunking(numbers, offset) -> None:
+    gap = bytes(2 * 16000)
+    pcm = bytes(2 * offset) + b"".join(ts.utterance(n) + gap for n in numbers)
+    decoder, parser = ts.DtmfDecoder(16000), ts.MarkParser()
+    marks = []
+    for i in range(0, len(pcm), 2 * 1024):  # the microphone's chunk size
+        marks += parser.feed(decoder.feed(pcm[i : i + 2 * 1024]))
+    assert [(m.kind, m.number) for m in marks] == [("*", n) for n in numbers]
+
+
+def test_answers_carry_start_and_end_marks_and_voice_is_not_dtmf() -> None:
+    pcm = ts.answer(42)
+    assert [(m.kind, m.number) for m in ts.decode_marks(pcm, 24000)] == [("A", 42), ("B", 42)]
+    voice = (np.clip(ts.voice_like(4.0, 24000, seed=1), -1, 1) * 32767).astype("<i2").tobytes()
+    assert ts.decode_marks(voice, 24000) == []
+
+
+def test_answer_length_stays_within_one_to_four_seconds_of_voice() -> None:
+    assert all(1.0 <= ts.answer_seconds(n) <= 4.0 for n in range(500))
