@@ -41,6 +41,34 @@ def _open_pa(factory: PyAudioFactory | None, alternatives: str) -> Any:
         raise AudioDeviceError(f"PortAudio failed to start ({e}); {alternatives}") from None
 
 
+def _open_stream(
+    pa: Any, spec: str, kind: str, rate: int, frames: int, callback: Any, start: bool
+) -> tuple[Any, Any]:
+    """Open a 16-bit mono ``kind`` ("input" or "output") stream on the device ``spec`` names."""
+    device = pick_device(pa, spec, kind)
+    try:
+        with quiet_stderr():
+            stream = pa.open(
+                format=PA_INT16,
+                channels=1,
+                rate=rate,
+                frames_per_buffer=frames,
+                stream_callback=callback,
+                start=start,
+                **{kind: True, f"{kind}_device_index": device.index},
+            )
+    except OSError as e:
+        what, alternatives = (
+            ("microphone", MIC_ALTERNATIVES)
+            if kind == "input"
+            else ("speaker", SPEAKER_ALTERNATIVES)
+        )
+        raise AudioDeviceError(
+            f"cannot open {what} {device.name!r} at {rate} Hz mono ({e}); {alternatives}"
+        ) from None
+    return device, stream
+
+
 class PyAudioSource:
     """The microphone: 16 kHz 16-bit mono chunks of ``chunk_frames`` samples.
 
@@ -65,27 +93,12 @@ class PyAudioSource:
         self._queue: asyncio.Queue[bytes | None] = asyncio.Queue()
         self._closed = False
         try:
-            self.device = pick_device(self._pa, device, "input")
-            with quiet_stderr():
-                self._stream = self._pa.open(
-                    format=PA_INT16,
-                    channels=1,
-                    rate=rate,
-                    input=True,
-                    input_device_index=self.device.index,
-                    frames_per_buffer=chunk_frames,
-                    stream_callback=self._callback,
-                    start=False,
-                )
+            self.device, self._stream = _open_stream(
+                self._pa, device, "input", rate, chunk_frames, self._callback, start=False
+            )
         except AudioDeviceError:
             self._terminate()
             raise
-        except OSError as e:
-            self._terminate()
-            raise AudioDeviceError(
-                f"cannot open microphone {self.device.name!r} at {rate} Hz mono ({e}); "
-                f"{MIC_ALTERNATIVES}"
-            ) from None
 
     def _callback(
         self, in_data: bytes | None, frame_count: int, time_info: Any, status: int
@@ -154,27 +167,12 @@ class PyAudioSink:
         self._closed = False
         self._pa = _open_pa(pa_factory, SPEAKER_ALTERNATIVES)
         try:
-            self.device = pick_device(self._pa, device, "output")
-            with quiet_stderr():
-                self._stream = self._pa.open(
-                    format=PA_INT16,
-                    channels=1,
-                    rate=rate,
-                    output=True,
-                    output_device_index=self.device.index,
-                    frames_per_buffer=frames_per_buffer,
-                    stream_callback=self._callback,
-                    start=True,
-                )
+            self.device, self._stream = _open_stream(
+                self._pa, device, "output", rate, frames_per_buffer, self._callback, start=True
+            )
         except AudioDeviceError:
             self._terminate()
             raise
-        except OSError as e:
-            self._terminate()
-            raise AudioDeviceError(
-                f"cannot open speaker {self.device.name!r} at {rate} Hz mono ({e}); "
-                f"{SPEAKER_ALTERNATIVES}"
-            ) from None
 
     def _callback(
         self, in_data: bytes | None, frame_count: int, time_info: Any, status: int
