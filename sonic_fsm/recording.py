@@ -203,21 +203,13 @@ class SessionRecorder:
             self._log(s, {"t": now, "kind": "opened", "session_id": session_id, "history": history})
 
     def event_sent(self, session_id: str, now: float, event: dict[str, Any]) -> None:
-        if self.failed:
-            return
-        with self._guard():
-            s = self._session(session_id, now)
-            if s.closed:
-                return
-            name, body = _payload(event)
-            s.sent[name] += 1
-            self._collect_history(s, name, body)
-            pcm = self._audio(name, body)
-            if pcm is not None:
-                s.user.write(pcm)
-            self._log(s, self._line(now, "sent", name, body, pcm))
+        self._event(session_id, now, event, "sent")
 
     def event_received(self, session_id: str, now: float, event: dict[str, Any]) -> None:
+        self._event(session_id, now, event, "received")
+
+    def _event(self, session_id: str, now: float, event: dict[str, Any], direction: str) -> None:
+        """One event each way: counted, its audio into the session's WAV, a line in its log."""
         if self.failed:
             return
         with self._guard():
@@ -225,11 +217,14 @@ class SessionRecorder:
             if s.closed:
                 return
             name, body = _payload(event)
-            s.received[name] += 1
+            sent = direction == "sent"
+            (s.sent if sent else s.received)[name] += 1
+            if sent:
+                self._collect_history(s, name, body)
             pcm = self._audio(name, body)
             if pcm is not None:
-                s.assistant.write(pcm)
-            self._log(s, self._line(now, "received", name, body, pcm))
+                (s.user if sent else s.assistant).write(pcm)
+            self._log(s, self._line(now, direction, name, body, pcm))
 
     def transition(
         self, now: float, trigger: str, source: str, dest: str, sessions: list[str]
