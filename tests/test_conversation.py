@@ -30,7 +30,8 @@ def test_thirty_minute_conversation_answers_everything_once() -> None:
     assert s.restarted == []  # no answer was begun twice either
     assert m["handoffs"] >= 3 and m["recoveries"] == 0
     assert m["barge_ins"] >= 1
-    # Only the answer the user talked over may be cut short.
+    # Only answers the user talked over may be cut short; every other one is heard whole.
+    assert s.cut_without_barge_in == []
     assert len(s.truncated) <= m["barge_ins"]
     assert m["peak_buffer_bytes"] <= settings.buffer_cap_bytes
     assert m["frames_lost"] == 0
@@ -129,3 +130,4 @@ def test_barge_in_at_the_handoff_point_is_not_answered_again() -> None:
     s = out.score
     assert out.result.metrics["handoffs"] >= 3 and out.result.metrics["barge_ins"] >= 3
     assert s.lost == [] and s.answered_twice == [] and s.restarted == []
+    assert s.cut_without_barge_in == []

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from sonic_fsm.testsignal import Mark, decode_marks
+from sonic_fsm.testsignal import Mark, answer, decode_marks
 
 INPUT_RATE = 16000
 OUTPUT_RATE = 24000
@@ -22,6 +22,7 @@ class Score:
     answered_twice: list[int] = field(default_factory=list)
     truncated: list[int] = field(default_factory=list)  # began but never ended
     restarted: list[int] = field(default_factory=list)  # began more than once
+    cut_without_barge_in: list[int] = field(default_factory=list)  # truncated, nobody spoke
     reply_delay_ms: dict[int, float] = field(default_factory=dict)
     unexpected: list[int] = field(default_factory=list)  # answers to nothing spoken
 
@@ -36,6 +37,7 @@ class Score:
             "twice_ids": self.answered_twice,
             "truncated_ids": self.truncated,
             "answers_restarted": len(self.restarted),
+            "cut_without_barge_in": len(self.cut_without_barge_in),
             "restarted_ids": self.restarted,
             "unexpected_ids": self.unexpected,
         }
@@ -68,8 +70,18 @@ def score_marks(spoken: list[Mark], heard: list[Mark]) -> Score:
             s.truncated.append(n)
         if len(began) > 1:
             s.restarted.append(n)
+    spoken_at = [m.start / INPUT_RATE for m in spoken]
+    for n in s.truncated:
+        if not any(_talked_over(n, a.start / OUTPUT_RATE, spoken_at) for a in starts[n]):
+            s.cut_without_barge_in.append(n)
     s.unexpected = sorted(n for n in starts if n not in ends)
     return s
+
+
+def _talked_over(n: int, began: float, spoken_at: list[float]) -> bool:
+    """Did the user start speaking while answer ``n``, begun at ``began``, was still due?"""
+    length = len(answer(n, OUTPUT_RATE)) / (2 * OUTPUT_RATE)
+    return any(began <= t <= began + length for t in spoken_at)
 
 
 def score(input_pcm: bytes, output_pcm: bytes) -> Score:
