@@ -552,11 +552,10 @@ class Engine:
             self._fire("turn_ended")
 
     def _old_done(self) -> None:
-        old = self.old
-        if old is None:
-            return
-        self.old = None
-        if self.sessions[old].role == "closing":
+        """The old session finished its answer (or there is none): close it, and let the
+        new session's held audio play."""
+        old, self.old = self.old, None
+        if old is not None and self.sessions[old].role == "closing":
             self._close(old)
         for play in self.held:
             self._emit(play)
@@ -744,13 +743,7 @@ class Engine:
                 self._old_done()
         else:
             self.old = None
-            self._old_done_without_old()
-
-    def _old_done_without_old(self) -> None:
-        for play in self.held:
-            self._emit(play)
-        self.held = []
-        self._fire("old_session_done")
+            self._old_done()
 
     def on_enter_NORMAL(self, e: EventData) -> None:
         self.forced = False

@@ -8,7 +8,6 @@ played), ``null``, or ``default`` / a device. Nothing else in the package makes 
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any
 
 from sonic_fsm.audio.base import AudioSink, AudioSource
@@ -17,10 +16,6 @@ from sonic_fsm.backends.local import FaultPlan, LocalBackend
 from sonic_fsm.observer import Observer
 from sonic_fsm.runner import Conversation
 from sonic_fsm.settings import Settings
-
-
-def is_device(spec: str) -> bool:
-    return spec not in ("talker", "null") and not spec.lower().endswith(".wav")
 
 
 def make_backend(settings: Settings, faults: FaultPlan | None = None) -> Backend:
@@ -138,8 +133,3 @@ def build_conversation(
     )
     holder.append(conv)
     return conv
-
-
-def default_settings_path() -> Path | None:
-    p = Path("settings.toml")
-    return p if p.exists() else None
