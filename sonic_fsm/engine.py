@@ -212,8 +212,8 @@ class Engine:
                     sess.role = "closed"
             case ev.Operator(command=command):
                 self._on_operator(command)
-            case ev.Tick() | ev.MicEnded() | ev.PlaybackDone():
-                pass
+            case ev.Tick() | ev.MicEnded():
+                pass  # time passed / the input ended: the timers below are checked
 
     def _on_operator(self, command: str) -> None:
         if command == "force_handoff":

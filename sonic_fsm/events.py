@@ -71,14 +71,6 @@ class Tick:
 
 
 @dataclass(frozen=True, kw_only=True)
-class PlaybackDone:
-    """The speaker finished playing everything queued for this content."""
-
-    session_id: str
-    content_id: str
-
-
-@dataclass(frozen=True, kw_only=True)
 class Operator:
     """A command from the operator: ``force_handoff``, ``mute``, ``unmute``, ``stop``."""
 
@@ -95,6 +87,5 @@ WorkerEvent = (
     | SessionFailed
     | SessionClosed
     | Tick
-    | PlaybackDone
     | Operator
 )
