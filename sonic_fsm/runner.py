@@ -93,6 +93,7 @@ class _SessionWorker:
             await self.session.send(event)
             self.conv.observer.event_sent(self.id, self.conv.now(), event)
         if item.opening:
+            await self.session.accepted()
             expires = getattr(self.session, "credentials_expire_at", None)
             if expires is not None:  # wall-clock epoch seconds: into loop time
                 expires = self.conv.now() + (expires - time.time())

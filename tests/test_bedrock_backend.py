@@ -388,6 +388,36 @@ def test_slow_start_hits_the_open_timeout(serve: Any, tls: TlsFiles) -> None:
     assert elapsed < 3.0
 
 
+def test_accepted_waits_for_a_slow_start_and_reports_a_refused_one(
+    serve: Any, tls: TlsFiles
+) -> None:
+    """Sends finish as soon as bytes are written; only the response says the session exists."""
+    served = serve(
+        lambda n: Faults(start_delay_seconds=1.5) if n == 1 else Faults(refuse_start=True)
+    )
+
+    async def main(stray: Stray) -> tuple[float, float, SessionError]:
+        backend = client(served, tls)
+        t0 = time.monotonic()
+        session = await backend.open("s1")
+        for event in opening():
+            await session.send(event)
+        sent = time.monotonic() - t0
+        await session.accepted()
+        accepted = time.monotonic() - t0
+        await session.close()
+        refused = await backend.open("s2")
+        with pytest.raises(SessionError) as caught:
+            await refused.send(pr.session_start())
+            await refused.accepted()
+        await refused.close()
+        return sent, accepted, caught.value
+
+    sent, accepted, err = run(main)
+    assert sent < 1.0 <= 1.4 <= accepted
+    assert err.code == "ThrottlingException"
+
+
 def test_refused_connection_fails_fast_and_closes_cleanly(tls: TlsFiles) -> None:
     async def main(stray: Stray) -> tuple[SessionError, float]:
         settings = load(None, ["backend.endpoint_uri='https://127.0.0.1:9'"])

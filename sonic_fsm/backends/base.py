@@ -20,6 +20,11 @@ class Session(Protocol):
     async def close(self) -> None:
         """Close the input stream, drain the output, release the connection. Idempotent."""
 
+    async def accepted(self) -> None:
+        """Return once the service has really started the session (for a network backend,
+        its response has arrived); raise SessionError if it will not. Ready is only
+        declared after this."""
+
 
 class Backend(Protocol):
     async def open(self, session_id: str) -> Session:

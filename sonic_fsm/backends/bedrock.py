@@ -246,6 +246,21 @@ class BedrockSession:
                 )
             await asyncio.wait({self._output_task}, timeout=min(0.05, remaining))
 
+    async def accepted(self) -> None:
+        """Wait until the service has answered the request: the stream is live on its side.
+
+        Sends complete as soon as the bytes are written; only the response says a session
+        was really started, so a hand-off waits for it (a slow start is then seen as one).
+        """
+        while not self._output_task.done() and not self._pump_task.done():
+            await asyncio.wait(
+                {self._output_task, self._pump_task},
+                timeout=0.05,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+        if self._error is not None:
+            raise self._error
+
     @staticmethod
     def _decode(item: Any) -> dict[str, Any] | SessionError:
         if not isinstance(item, InvokeModelWithBidirectionalStreamOutputChunk):

@@ -171,6 +171,9 @@ class LocalSession:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout)
 
+    async def accepted(self) -> None:
+        """In-process, the session exists once opened (a never-ready one blocks in send)."""
+
     async def close(self) -> None:
         if not self._closed:
             self._closed = True
