@@ -118,6 +118,23 @@ class RequestAuth:
     signature: str  # hex; the first "prior signature" of the chunk chain
 
 
+def canonical_request(
+    method: str, path: str, headers: dict[str, str], signed: list[str], payload_hash: str
+) -> str:
+    """SigV4's canonical request; the verifier and the test signer share this one."""
+    raw_path, _, query = path.partition("?")
+    return "\n".join(
+        [
+            method.upper(),
+            canonical_path(raw_path),
+            canonical_query(query),
+            "".join(f"{n}:{' '.join(headers[n].split())}\n" for n in signed),
+            ";".join(signed),
+            payload_hash,
+        ]
+    )
+
+
 def canonical_path(raw_path: str) -> str:
     """The path as the SDK's signer canonicalises it: each byte of the wire path URI-encoded.
 
@@ -187,16 +204,8 @@ def verify_request(
     missing = [name for name in signed if name not in headers]
     if missing:
         raise AuthError("IncompleteSignatureException", f"Signed header {missing[0]} is missing.")
-    raw_path, _, query = path.partition("?")
-    canonical = "\n".join(
-        [
-            method.upper(),
-            canonical_path(raw_path),
-            canonical_query(query),
-            "".join(f"{n}:{' '.join(headers[n].split())}\n" for n in signed),
-            ";".join(signed),
-            headers.get("x-amz-content-sha256", EVENT_STREAM_HASH),
-        ]
+    canonical = canonical_request(
+        method, path, headers, signed, headers.get("x-amz-content-sha256", EVENT_STREAM_HASH)
     )
     scope = f"{day}/{region}/{service}/aws4_request"
     to_sign = "\n".join(
@@ -335,17 +344,7 @@ def sign_request(
     out["x-amz-date"] = amz_date
     out.setdefault("x-amz-content-sha256", EVENT_STREAM_HASH)
     signed = sorted(out)
-    raw_path, _, query = path.partition("?")
-    canonical = "\n".join(
-        [
-            method.upper(),
-            canonical_path(raw_path),
-            canonical_query(query),
-            "".join(f"{n}:{' '.join(out[n].split())}\n" for n in signed),
-            ";".join(signed),
-            out["x-amz-content-sha256"],
-        ]
-    )
+    canonical = canonical_request(method, path, out, signed, out["x-amz-content-sha256"])
     scope = f"{amz_date[:8]}/{region}/{service}/aws4_request"
     to_sign = "\n".join(
         [ALGORITHM, amz_date, scope, hashlib.sha256(canonical.encode()).hexdigest()]
