@@ -47,7 +47,8 @@ class FlushPlayback:
 
 @dataclass(frozen=True, kw_only=True)
 class RunTool:
-    """Run a tool the model asked for and send its result back on the session."""
+    """Run a tool the model asked for, off the audio path; report :class:`ToolFinished`.
+    The engine sends the result (to the session that asked, if it still can take it)."""
 
     session_id: str
     tool_use_id: str

@@ -7,10 +7,12 @@ and returns effects for adapters to carry out; it never reads a clock and never 
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 import random
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,11 +22,12 @@ from sonic_fsm import effects as fx
 from sonic_fsm import events as ev
 from sonic_fsm import history as hist
 from sonic_fsm import protocol as pr
+from sonic_fsm import toolcalls as tc
 from sonic_fsm.buffer import ReplayBuffer, SpeechTracker, Utterance
 from sonic_fsm.machine import State, attach
 from sonic_fsm.retry import Backoff, RandomSource
 from sonic_fsm.settings import Settings
-from sonic_fsm.snapshot import SessionView, Snapshot, TranscriptLine, TransitionRecord
+from sonic_fsm.snapshot import SessionView, Snapshot, ToolView, TranscriptLine, TransitionRecord
 
 SPEECH_THRESHOLD_DB = -45.0
 END_OF_SPEECH_SECONDS = 0.3
@@ -83,7 +86,14 @@ class Metrics:
 class Engine:
     """Session continuation, driven by events; see ``architecture.md`` for the invariants."""
 
-    def __init__(self, settings: Settings, now: float, rng: RandomSource | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        now: float,
+        rng: RandomSource | None = None,
+        tools: Sequence[dict[str, Any]] = (),
+    ) -> None:
+        """``tools``: the ``toolSpec`` entries every session declares (``Tools.specs()``)."""
         self.s = settings
         # Seeded by default so a run (and its virtual-time replay) is reproducible.
         self.backoff = Backoff.from_settings(settings.backend, rng or random.Random(0))
@@ -123,6 +133,9 @@ class Engine:
         self.log: list[str] = []
         self.transcript: list[TranscriptLine] = []
         self.stop_reason: str | None = None
+        self.tool_specs = list(tools)
+        self.calls = tc.ToolCalls()
+        self._tool_results = itertools.count(1)
         self.state: State = State.NORMAL
         self.machine = attach(self, on_exception=self._on_exception)
 
@@ -145,6 +158,10 @@ class Engine:
     @property
     def retries_left(self) -> bool:
         return not self.backoff.exhausted(self.attempts)
+
+    @property
+    def has_no_outstanding_tool(self) -> bool:
+        return not self.calls.outstanding(self.current)
 
     # ---- entry points ------------------------------------------------------------------
 
@@ -210,6 +227,8 @@ class Engine:
                     self._on_failed(sid, "stream ended unexpectedly")
                 elif sess is not None and sess.role != "failed":
                     sess.role = "closed"
+            case ev.ToolFinished():
+                self._on_tool_finished(event)
             case ev.Operator(command=command):
                 self._on_operator(command)
             case ev.Tick() | ev.MicEnded():
@@ -295,9 +314,7 @@ class Engine:
         b = self.s.backend
         opening = [
             pr.session_start(b.max_tokens, b.top_p, b.temperature, b.endpointing_sensitivity),
-            pr.prompt_start(
-                prompt, b.voice_id, self.s.audio.output_sample_rate, [pr.DATE_AND_TIME_TOOL]
-            ),
+            pr.prompt_start(prompt, b.voice_id, self.s.audio.output_sample_rate, self.tool_specs),
             *pr.text_block(
                 prompt,
                 f"{prompt}-system",
@@ -412,18 +429,12 @@ class Engine:
             case pr.ContentEnd():
                 self._on_content_end(sess, out)
             case pr.ToolUse():
-                self._emit(
-                    fx.RunTool(
-                        session_id=sid,
-                        tool_use_id=out.tool_use_id,
-                        tool_name=out.tool_name,
-                        content=out.content,
-                    )
-                )
+                self._on_tool_use(sess, out)
 
     def _on_content_start(self, sess: Session, c: pr.ContentStart) -> None:
         if c.role != "ASSISTANT":
             return
+        self.calls.answer_began(sess.id)
         if c.type == "TEXT" and c.stage == pr.SPECULATIVE:
             if not sess.turn_in_progress:
                 self._answer_started(sess)
@@ -562,6 +573,70 @@ class Engine:
         self.held = []
         if self.state is State.PROMOTED:
             self._fire("old_session_done")
+
+    # ---- tools (the bookkeeping and its rule: sonic_fsm.toolcalls) ----------------------
+
+    def _tool_gone(self, sid: str) -> bool:
+        """The session can no longer answer a tool result: closed, failed or handed over."""
+        sess = self.sessions.get(sid)
+        return sess is None or sess.cut or sess.role not in ("current", "next")
+
+    def _on_tool_use(self, sess: Session, use: pr.ToolUse) -> None:
+        what, call = self.calls.ask(
+            sess.id, use.tool_use_id, use.tool_name, use.content, self.now, self._tool_gone
+        )
+        if what == tc.DUPLICATE:
+            self._say(f"[TOOL] {sess.id}: {use.tool_name} {use.tool_use_id} asked again: ignored")
+            return
+        assert call is not None
+        line = TranscriptLine(
+            kind="tool", session_id=sess.id, text=use.tool_name, ref=use.tool_use_id
+        )
+        self._add_transcript(line)
+        if what == tc.RUN:
+            self._say(f"[TOOL] {sess.id}: running {use.tool_name} {use.content}")
+            self._emit(
+                fx.RunTool(
+                    session_id=sess.id,
+                    tool_use_id=use.tool_use_id,
+                    tool_name=use.tool_name,
+                    content=use.content,
+                )
+            )
+            return
+        assert call.root is not None
+        self._say(
+            f"[TOOL] {sess.id}: {use.tool_name} is the call {call.root.session_id} left behind: "
+            + ("its result is sent" if what == tc.SEND else "waiting for its result")
+        )
+        if what == tc.SEND:
+            self._send_tool_result(call)
+
+    def _on_tool_finished(self, e: ev.ToolFinished) -> None:
+        run = self.calls.calls.get((e.session_id, e.tool_use_id))
+        took = self.now - run.asked_at if run is not None else 0.0
+        if e.error is not None:
+            self._say(f"[TOOL] {e.tool_name} {e.tool_use_id} failed after {took:.2f}s: {e.error}")
+        else:
+            self._say(f"[TOOL] {e.tool_name} {e.tool_use_id} answered in {took:.2f}s")
+        for i, line in enumerate(self.transcript):
+            if line.kind == "tool" and line.ref == e.tool_use_id:
+                self.transcript[i] = dataclasses.replace(
+                    line, seconds=took, failed=e.error is not None
+                )
+        sent = self.calls.finish(
+            e.session_id, e.tool_use_id, e.result, e.error, self.now, self._tool_gone
+        )
+        for call in sent:
+            self._send_tool_result(call)
+        if not sent:
+            self._say(f"[TOOL] {e.tool_use_id}: its session was handed over; result kept")
+
+    def _send_tool_result(self, call: tc.Call) -> None:
+        sess = self.sessions[call.session_id]
+        name = f"{sess.prompt_name}-tool-{next(self._tool_results)}"
+        events = pr.tool_result_block(sess.prompt_name, name, call.tool_use_id, call.run.result)
+        self._emit(fx.Send(session_id=sess.id, events=tuple(events)))
 
     # ---- timers ------------------------------------------------------------------------
 
@@ -924,6 +999,18 @@ class Engine:
             muted=self.muted,
             mic_level_db=max(self.recent_levels, default=-96.0),
             transitions=tuple(self.recent_transitions),
+            tools=tuple(
+                ToolView(
+                    name=c.name,
+                    session_id=c.session_id,
+                    seconds=self.now - c.asked_at,
+                    phase=phase,
+                )
+                for c, phase in self.calls.pending(self._tool_gone)
+            ),
+            handoff_waits_for_tool=self.state is State.BUFFERING
+            and self.has_ready_next
+            and not self.has_no_outstanding_tool,
         )
 
 

@@ -66,6 +66,18 @@ class SessionClosed:
 
 
 @dataclass(frozen=True, kw_only=True)
+class ToolFinished:
+    """A tool the engine asked for (:class:`sonic_fsm.effects.RunTool`) has its result:
+    what it returned, or ``{"error": ...}`` when it failed (``error`` then says why)."""
+
+    session_id: str
+    tool_use_id: str
+    tool_name: str
+    result: Any
+    error: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
 class Tick:
     """Time passed; the engine checks its deadlines."""
 
@@ -86,6 +98,7 @@ WorkerEvent = (
     | SessionSent
     | SessionFailed
     | SessionClosed
+    | ToolFinished
     | Tick
     | Operator
 )

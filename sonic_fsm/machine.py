@@ -52,11 +52,26 @@ class Context(Protocol):
         """Another replacement session may still be tried."""
         ...
 
+    @property
+    def has_no_outstanding_tool(self) -> bool:
+        """The current session has no tool call between its toolUse and the answer that
+        follows the result (see :mod:`sonic_fsm.toolcalls`)."""
+        ...
+
 
 def is_handoff_point(event: EventData) -> bool:
-    """The next session is ready and the turn allows switching (or the switch is forced)."""
+    """The next session is ready and the turn allows switching: settled, and no tool call
+    waits on the current session (or the switch is forced)."""
     ctx = cast(Context, event.model)
-    return ctx.has_ready_next and (ctx.forced or ctx.turn_settled)
+    return ctx.has_ready_next and (
+        ctx.forced or (ctx.turn_settled and has_no_outstanding_tool(event))
+    )
+
+
+def has_no_outstanding_tool(event: EventData) -> bool:
+    """A planned hand-off never splits a toolUse from its result and the answer to it."""
+    ctx = cast(Context, event.model)
+    return ctx.has_no_outstanding_tool
 
 
 def has_current(event: EventData) -> bool:

@@ -29,16 +29,6 @@ def _ev(name: str, body: dict[str, Any]) -> dict[str, Any]:
     return {"event": {name: body}}
 
 
-DATE_AND_TIME_TOOL: dict[str, Any] = {
-    "toolSpec": {
-        "name": "getDateAndTimeTool",
-        "description": "Get information about the current date and time.",
-        "inputSchema": {"json": json.dumps({"type": "object", "properties": {}, "required": []})},
-    }
-}
-"""The one tool sonic-fsm offers the model; the runner answers it."""
-
-
 def session_start(
     max_tokens: int = 1024,
     top_p: float = 0.9,
@@ -63,6 +53,7 @@ def prompt_start(
     output_sample_rate: int = 24000,
     tools: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
+    """``tools``: ``toolSpec`` entries (:meth:`sonic_fsm.tools.Tools.specs`); none, no tools."""
     body: dict[str, Any] = {
         "promptName": prompt_name,
         "textOutputConfiguration": {"mediaType": "text/plain"},

@@ -11,17 +11,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import datetime
 import itertools
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 from sonic_fsm import effects as fx
 from sonic_fsm import events as ev
-from sonic_fsm import protocol as pr
+from sonic_fsm import tools as tl
 from sonic_fsm.audio.base import AudioSink, AudioSource
 from sonic_fsm.backends.base import Backend, Session
 from sonic_fsm.engine import Engine
@@ -149,7 +149,7 @@ class Conversation:
         observer: Observer | None = None,
         log: Callable[[str], None] | None = None,
         finish_when_input_ends: bool = True,
-        tools: dict[str, Callable[[str], Any]] | None = None,
+        tools: Iterable[tl.Tool] = (),
         recorder: Callable[[], Observer] | None = None,
     ) -> None:
         self.settings = settings
@@ -161,7 +161,10 @@ class Conversation:
         self.make_recorder = recorder
         self.log = log or (lambda line: None)
         self.finish_when_input_ends = finish_when_input_ends
-        self.tools = tools if tools is not None else {"getDateAndTimeTool": date_and_time}
+        # Imported and checked now, so a bad tool module stops the start with one line.
+        self.tools = tl.registry(settings, tools)
+        self._tool_pool: ThreadPoolExecutor | None = None
+        self._tool_tasks: set[asyncio.Task[None]] = set()
         self.queue: asyncio.Queue[ev.WorkerEvent] = asyncio.Queue()
         self.engine: Engine | None = None
         self.workers: dict[str, _SessionWorker] = {}
@@ -170,7 +173,6 @@ class Conversation:
         self._input_ended_at: float | None = None
         self._quiet_since: float | None = None
         self._stopped: str | None = None
-        self._tool_ids = itertools.count(1)
         self.engine_events = 0
         self.chunk_cpu_ns: list[int] | None = None  # set to a list to measure the engine
 
@@ -237,7 +239,7 @@ class Conversation:
         start_sink = getattr(self.sink, "start", None)
         if start_sink is not None:
             start_sink(start)
-        self.engine = Engine(self.settings, start)
+        self.engine = Engine(self.settings, start, tools=self.tools.specs())
         self._apply(self.engine.start(start))
         mic = asyncio.create_task(self._mic(), name="mic")
         timer = asyncio.create_task(self._timer(), name="timer")
@@ -333,16 +335,30 @@ class Conversation:
                     self._stopped = reason
 
     def _run_tool(self, e: fx.RunTool) -> None:
-        worker = self.workers.get(e.session_id)
-        engine = self.engine
-        if worker is None or engine is None:
-            return
-        tool = self.tools.get(e.tool_name)
-        result = tool(e.content) if tool else {"error": f"unknown tool {e.tool_name}"}
-        sess = engine.sessions[e.session_id]
-        name = f"{sess.prompt_name}-tool-{next(self._tool_ids)}"
-        events = pr.tool_result_block(sess.prompt_name, name, e.tool_use_id, result)
-        worker.outbox.put_nowait(fx.Send(session_id=e.session_id, events=tuple(events)))
+        """Off the audio path: a task (plain functions go to the bounded thread pool)."""
+        task = asyncio.create_task(self._tool(e), name=f"tool-{e.tool_use_id}")
+        self._tool_tasks.add(task)
+        task.add_done_callback(self._tool_tasks.discard)
+
+    async def _tool(self, e: fx.RunTool) -> None:
+        if self._tool_pool is None:
+            self._tool_pool = ThreadPoolExecutor(
+                self.settings.tools.max_threads, thread_name_prefix="sonic-fsm-tool"
+            )
+        t = self.tools.get(e.tool_name)
+        result = await tl.call(
+            t, e.tool_name, e.content, self.settings.tools.timeout_seconds, self._tool_pool
+        )
+        error = result.get("error") if isinstance(result, dict) else None
+        self.post(
+            ev.ToolFinished(
+                session_id=e.session_id,
+                tool_use_id=e.tool_use_id,
+                tool_name=e.tool_name,
+                result=result,
+                error=str(error) if error is not None else None,
+            )
+        )
 
     # ---- the end -----------------------------------------------------------------------
 
@@ -365,6 +381,11 @@ class Conversation:
             self._apply(engine.end("the input ended", now))
 
     async def _shutdown(self) -> None:
+        for task in list(self._tool_tasks):
+            task.cancel()
+        if self._tool_pool is not None:
+            # A plain function still running is left to finish on its own thread.
+            self._tool_pool.shutdown(wait=False, cancel_futures=True)
         timeout = self.settings.backend.close_timeout_seconds + 1
         tasks = [w.task for w in self.workers.values()]
         if tasks:
@@ -420,16 +441,6 @@ def percentile(sorted_values: list[float], p: float) -> float | None:
         return None
     k = min(len(sorted_values) - 1, max(0, round(p / 100 * (len(sorted_values) - 1))))
     return round(sorted_values[k], 3)
-
-
-def date_and_time(content: str) -> dict[str, str]:
-    """The built-in tool: today's date and the time (this is an adapter: it may read a clock)."""
-    now = datetime.datetime.now().astimezone()
-    return {
-        "date": now.strftime("%A, %d %B %Y"),
-        "time": now.strftime("%H:%M"),
-        "timezone": str(now.tzinfo),
-    }
 
 
 def dumps(result: RunResult) -> str:

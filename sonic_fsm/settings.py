@@ -81,6 +81,15 @@ class Emulator:
 
 
 @dataclass
+class ToolSettings:
+    builtin: list[str] = field(default_factory=lambda: ["getDateAndTimeTool", "testSignalTool"])
+    modules: list[str] = field(default_factory=list)
+    timeout_seconds: float = 8.0
+    max_threads: int = 4
+    test_tool_seconds: float = 0.5
+
+
+@dataclass
 class Settings:
     transition_threshold_seconds: float = 360.0
     audio_buffer_duration_seconds: float = 10.0
@@ -95,6 +104,7 @@ class Settings:
     audio: Audio = field(default_factory=Audio)
     backend: Backend = field(default_factory=Backend)
     emulator: Emulator = field(default_factory=Emulator)
+    tools: ToolSettings = field(default_factory=ToolSettings)
 
     @property
     def hard_deadline_seconds(self) -> float:
@@ -119,6 +129,11 @@ def _coerce(key: str, tp: Any, value: Any) -> Any:
     """Check ``value`` against the declared type; ints are accepted where floats are."""
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if typing.get_origin(tp) is list:
+        (item,) = typing.get_args(tp)
+        if not isinstance(value, list) or not all(isinstance(v, item) for v in value):
+            raise SettingsError(f"setting {key}: expected a list of {item.__name__}, got {value!r}")
+        return list(value)
     if tp is bool:
         ok = isinstance(value, bool)
     elif tp is int:
@@ -207,6 +222,8 @@ def validate(s: Settings) -> Settings:
         "history.max_messages": s.history.max_messages,
         "emulator.speed": s.emulator.speed,
         "backend.open_timeout_seconds": s.backend.open_timeout_seconds,
+        "tools.timeout_seconds": s.tools.timeout_seconds,
+        "tools.max_threads": s.tools.max_threads,
     }
     for key, value in positive.items():
         if value <= 0:
@@ -239,6 +256,8 @@ def validate(s: Settings) -> Settings:
         raise SettingsError("setting emulator.voice: must be auto, espeak or synthetic")
     if s.emulator.recogniser not in ("auto", "none", "pocketsphinx"):
         raise SettingsError("setting emulator.recogniser: must be auto, none or pocketsphinx")
+    if s.tools.test_tool_seconds < 0:
+        raise SettingsError("setting tools.test_tool_seconds: must not be negative")
     if s.emulator.faults:
         from sonic_fsm.backends.local import parse_fault_plan  # local imports settings
 

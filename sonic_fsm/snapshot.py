@@ -17,11 +17,24 @@ class SessionView:
 
 @dataclass(frozen=True, kw_only=True)
 class TranscriptLine:
-    kind: str  # "user", "assistant", "handoff"
+    kind: str  # "user", "assistant", "handoff", "tool"
     session_id: str
     text: str
     final: bool = True
     interrupted: bool = False
+    ref: str = ""  # a tool line: the toolUseId
+    seconds: float | None = None  # a tool line: how long the tool took, once it answered
+    failed: bool = False  # a tool line: it raised, timed out or was unknown
+
+
+@dataclass(frozen=True, kw_only=True)
+class ToolView:
+    """A tool call the conversation still waits on."""
+
+    name: str
+    session_id: str
+    seconds: float  # since the model asked
+    phase: str  # "running", "answering" (result sent, answer not begun), "left behind"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -51,3 +64,5 @@ class Snapshot:
     recording: bool = False
     transitions: tuple[TransitionRecord, ...] = ()  # the most recent, oldest first
     mic_level_db: float = -96.0
+    tools: tuple[ToolView, ...] = ()  # outstanding tool calls
+    handoff_waits_for_tool: bool = False  # the next session is ready; a tool call holds it

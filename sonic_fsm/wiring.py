@@ -8,6 +8,7 @@ played), ``null``, or ``default`` / a device. Nothing else in the package makes 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from typing import Any
 
 from sonic_fsm.audio.base import AudioSink, AudioSource
@@ -16,6 +17,7 @@ from sonic_fsm.backends.local import FaultPlan, LocalBackend
 from sonic_fsm.observer import Observer
 from sonic_fsm.runner import Conversation
 from sonic_fsm.settings import Settings
+from sonic_fsm.tools import Tool
 
 
 def make_backend(settings: Settings, faults: FaultPlan | None = None) -> Backend:
@@ -97,9 +99,11 @@ def build_conversation(
     finish_when_input_ends: bool = True,
     faults: FaultPlan | None = None,
     talker_repeats: bool = True,
+    tools: Iterable[Tool] = (),
 ) -> Conversation:
     """The conversation a user asked for. ``mic=None`` means the microphone when there is
-    one and the simulated talker otherwise; ``speaker=None``, the speaker or else null."""
+    one and the simulated talker otherwise; ``speaker=None``, the speaker or else null.
+    ``tools`` are offered to the model besides those the settings name."""
     from sonic_fsm.audio.base import AudioDeviceError
 
     holder: list[Conversation] = []
@@ -130,6 +134,7 @@ def build_conversation(
         recorder=lambda: make_recorder(settings),
         log=log,
         finish_when_input_ends=finish_when_input_ends,
+        tools=tools,
     )
     holder.append(conv)
     return conv

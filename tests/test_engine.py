@@ -7,6 +7,7 @@ from sonic_fsm import events as ev
 from sonic_fsm.engine import Engine
 from sonic_fsm.machine import State
 from sonic_fsm.settings import load
+from sonic_fsm.tools import registry
 
 SETTINGS = load(None, ["session_limit_seconds=60", "transition_threshold_seconds=30",
                        "hard_deadline_margin_seconds=8"])  # fmt: skip
@@ -60,12 +61,12 @@ def test_temporary_credentials_bring_the_hard_deadline_forward() -> None:
     assert engine.state is State.BUFFERING and engine.forced
 
 
-def test_sessions_offer_the_date_tool_and_tool_use_becomes_a_run_tool_effect() -> None:
-    engine = Engine(SETTINGS, 0.0)
+def test_sessions_offer_the_registry_and_tool_use_becomes_a_run_tool_effect() -> None:
+    engine = Engine(SETTINGS, 0.0, tools=registry(SETTINGS).specs())
     opening = next(e for e in engine.start(0.0) if isinstance(e, fx.Send))
     prompt = next(x["event"]["promptStart"] for x in opening.events if "promptStart" in x["event"])
     tools = prompt["toolConfiguration"]["tools"]
-    assert [t["toolSpec"]["name"] for t in tools] == ["getDateAndTimeTool"]
+    assert [t["toolSpec"]["name"] for t in tools] == ["getDateAndTimeTool", "testSignalTool"]
     engine.handle(ev.SessionReady(session_id="s1"), 0.1)
     use = {"event": {"toolUse": {"contentId": "c9", "toolName": "getDateAndTimeTool",
                                  "toolUseId": "t-1", "content": "{}"}}}  # fmt: skip
