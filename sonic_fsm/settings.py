@@ -72,7 +72,7 @@ class Backend:
 @dataclass
 class Emulator:
     silence_timeout_seconds: float = 175.0
-    end_of_speech_ms: int = 500
+    end_of_speech_ms: int = 0  # 0: the session's endpointing (1.5, 1.75 or 2 s of pause)
     speed: float = 4.0
     first_audio_delay_ms: int = 150
     faults: str = ""  # "2:refuse_start,3:die_at_seconds=20": see backends.local.parse_fault_plan
@@ -250,6 +250,10 @@ def validate(s: Settings) -> Settings:
         )
     if s.backend.endpointing_sensitivity not in ("", "HIGH", "MEDIUM", "LOW"):
         raise SettingsError("setting backend.endpointing_sensitivity: HIGH, MEDIUM, LOW or empty")
+    if s.emulator.end_of_speech_ms < 0:
+        raise SettingsError(
+            "setting emulator.end_of_speech_ms: must not be negative (0: follow the endpointing)"
+        )
     if s.backend.max_retries < 0:
         raise SettingsError("setting backend.max_retries: must not be negative")
     if s.emulator.voice not in ("auto", "espeak", "synthetic"):

@@ -3,12 +3,15 @@
 Utterance N is the keys ``*``, the digits of N, ``#`` (16 kHz). Its answer (24 kHz) starts
 with ``A``, N, ``#`` and ends with ``B``, N, ``#``, with 1 to 4 s of voice-like sound between.
 Each key is a standard DTMF tone pair of 80 ms at about -10 dBFS, 40 ms of silence between
-keys. :class:`DtmfDecoder` recognises keys exactly in a stream of PCM; :func:`parse_marks`
-turns keys into marks (``("*", 17, start, end)``) that the emulator and the scorer use.
+keys; inside an utterance that silence may be longer, up to :data:`MAX_PAUSE_INSIDE_S` (a
+person drawing breath mid-sentence), and it is still one utterance. :class:`DtmfDecoder`
+recognises keys exactly in a stream of PCM; :class:`MarkParser` turns keys into
+marks (``("*", 17, start, end)``) that the emulator and the scorer use.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,27 +23,41 @@ KEY_FREQS = {key: (ROWS[r], COLS[c]) for r, line in enumerate(KEYPAD) for c, key
 TONE_S = 0.080
 GAP_S = 0.040
 TONE_AMPLITUDE = 0.16  # each of the two tones; together about -10 dBFS at their peaks
+MAX_PAUSE_INSIDE_S = 1.2  # the longest silence between two keys of one utterance
 
 
 def _pcm(samples: np.ndarray) -> bytes:
     return (np.clip(samples, -1.0, 1.0) * 32767).astype("<i2").tobytes()
 
 
-def tones(keys: str, rate: int) -> np.ndarray:
-    """Float samples of ``keys`` as DTMF, each tone followed by its gap."""
-    n_tone, n_gap = int(TONE_S * rate), int(GAP_S * rate)
+def tones(keys: str, rate: int, pauses: Sequence[float] = ()) -> np.ndarray:
+    """Float samples of ``keys`` as DTMF, each tone followed by its gap; ``pauses[i]`` (s), when
+    given, is the silence after key ``i`` instead (the last key keeps its 40 ms gap)."""
+    if len(pauses) > max(0, len(keys) - 1):
+        raise ValueError(f"{len(pauses)} pauses for the {len(keys)} keys {keys}")
+    for p in pauses:
+        if not GAP_S <= p <= MAX_PAUSE_INSIDE_S:
+            raise ValueError(
+                f"a pause inside an utterance is {GAP_S} to {MAX_PAUSE_INSIDE_S} s (got {p:g})"
+            )
+    n_tone = int(TONE_S * rate)
     t = np.arange(n_tone) / rate
     parts = []
-    for key in keys:
+    for i, key in enumerate(keys):
         lo, hi = KEY_FREQS[key]
         parts.append(TONE_AMPLITUDE * (np.sin(2 * np.pi * lo * t) + np.sin(2 * np.pi * hi * t)))
-        parts.append(np.zeros(n_gap))
+        parts.append(np.zeros(int((pauses[i] if i < len(pauses) else GAP_S) * rate)))
     return np.concatenate(parts) if parts else np.zeros(0)
 
 
-def utterance(n: int, rate: int = 16000) -> bytes:
-    """PCM of utterance ``n``: ``*``, its digits, ``#``."""
-    return _pcm(tones(f"*{n}#", rate))
+def keys_of(n: int) -> str:
+    """The keys of utterance ``n``."""
+    return f"*{n}#"
+
+
+def utterance(n: int, rate: int = 16000, pauses: Sequence[float] = ()) -> bytes:
+    """PCM of utterance ``n``: ``*``, its digits, ``#``; ``pauses`` as in :func:`tones`."""
+    return _pcm(tones(keys_of(n), rate, pauses))
 
 
 def voice_like(seconds: float, rate: int, seed: int) -> np.ndarray:

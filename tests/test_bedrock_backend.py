@@ -26,6 +26,7 @@ from smithy_core.exceptions import CallError
 from smithy_core.response import ResponseMetadata
 
 from sonic_fsm import credentials, testsignal
+from sonic_fsm import effects as fx
 from sonic_fsm import protocol as pr
 from sonic_fsm.backends.bedrock import BedrockBackend, session_error
 from sonic_fsm.backends.local import LocalBackend
@@ -33,6 +34,7 @@ from sonic_fsm.emulator.model import Faults
 from sonic_fsm.emulator.server import Endpoint, EndpointThread
 from sonic_fsm.emulator.sigv4 import Credentials as EndpointCredentials
 from sonic_fsm.emulator.tls import TlsFiles, ensure_certificates, server_context
+from sonic_fsm.engine import Engine
 from sonic_fsm.errors import SessionError
 from sonic_fsm.settings import Settings, SettingsError, load
 
@@ -260,6 +262,33 @@ def test_a_turn_completes_through_the_real_sdk(serve: Any, tls: TlsFiles) -> Non
     stats = served.stats()
     assert stats.streams_opened == 1 and stats.auth_refused == 0
     assert stats.streams_completed == 1 and stats.streams_failed == 0
+
+
+def test_the_engines_opening_events_reach_the_service_unchanged(serve: Any, tls: TlsFiles) -> None:
+    """The endpointing setting among them: the emulated session ends turns at that level."""
+    served = serve()
+    settings = load(None, ["backend.endpointing_sensitivity=LOW"])
+    effects = Engine(settings, 0.0).start(0.0)
+    (send,) = [e for e in effects if isinstance(e, fx.Send) and e.opening]
+    assert send.events[0]["event"]["sessionStart"]["turnDetectionConfiguration"] == {
+        "endpointingSensitivity": "LOW"
+    }
+
+    async def main(stray: Stray) -> None:
+        backend = client(served, tls)
+        session = await backend.open(send.session_id)
+        for event in send.events:
+            await session.send(event)
+        prompt = send.events[1]["event"]["promptStart"]["promptName"]
+        for event in (pr.prompt_end(prompt), pr.session_end()):
+            await session.send(event)
+        await session.close()
+        await backend.aclose()
+
+    run(main)
+    (model,) = [s.model for s in served.backend.sessions]
+    assert model.endpointing == "LOW" and model.turn_pause_seconds() == 0.3  # server override
+    assert model.system == settings.backend.system_prompt
 
 
 def test_wrong_secret_is_a_clear_authentication_error_without_retries(

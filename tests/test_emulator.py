@@ -17,6 +17,9 @@ from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import settings as settings_
+from hypothesis import strategies as hs
 
 from sonic_fsm import clock, testsignal
 from sonic_fsm import protocol as pr
@@ -42,7 +45,8 @@ TOOLS = [
 
 
 def settings(*overrides: str) -> Settings:
-    return load(None, list(overrides))
+    """Turns end after 500 ms here, for speed; tests/test_endpointing.py uses the real levels."""
+    return load(None, ["emulator.end_of_speech_ms=500", *overrides])
 
 
 def silence(seconds: float) -> bytes:
@@ -80,8 +84,10 @@ def opening(
     history: Iterable[tuple[str, str]] = (),
     tools: list[dict[str, Any]] | None = None,
     rate: int = 24000,
+    endpointing: str = "",
 ) -> list[dict[str, Any]]:
-    events = [pr.session_start(), pr.prompt_start(P, "matthew", rate, tools)]
+    start = pr.session_start(endpointing_sensitivity=endpointing)
+    events = [start, pr.prompt_start(P, "matthew", rate, tools)]
     events += pr.text_block(P, "system", "SYSTEM", "Be brief.", 1024)
     for i, (role, text) in enumerate(history):
         events += pr.text_block(P, f"history-{i}", role, text, 1024)
@@ -92,10 +98,11 @@ def opened(
     history: Iterable[tuple[str, str]] = (),
     tools: list[dict[str, Any]] | None = None,
     rate: int = 24000,
+    endpointing: str = "",
     **kw: Any,
 ) -> EmulatorSession:
     m = new_session(**kw)
-    for e in [*opening(history, tools, rate), pr.audio_content_start(P, AUDIO)]:
+    for e in [*opening(history, tools, rate, endpointing), pr.audio_content_start(P, AUDIO)]:
         m.receive(e, 0.0)
     return m
 
@@ -308,7 +315,8 @@ def test_silence_timeout_defaults_to_175_seconds() -> None:
 
 def test_silence_timeout_counts_from_the_last_user_speech() -> None:
     s = settings("emulator.silence_timeout_seconds=10")
-    f = Feeder(opened(s=s))
+    m = opened(s=s)
+    f = Feeder(m)
     f.wait(3.0)
     f.play(speech(12.0))  # longer than the timeout: speaking is not silence
     spoke_until = f.t
@@ -317,7 +325,7 @@ def test_silence_timeout_counts_from_the_last_user_speech() -> None:
     err = f.error()
     assert err is not None and err.code == "ModelTimeoutException"
     at = next(t for t, item in f.out if isinstance(item, SessionError))
-    end_pointing = s.emulator.end_of_speech_ms / 1000
+    end_pointing = m.turn_pause_seconds()
     assert spoke_until + 10 <= at <= spoke_until + 10 + end_pointing + 2 * CHUNK
 
 
@@ -564,6 +572,111 @@ def test_speech_after_the_answer_has_played_is_no_barge_in() -> None:
     f.wait(6.0)
     assert pr.INTERRUPTED_TEXT not in f.texts()
     assert f.texts(stage="FINAL") == ["answer to utterance 6", "answer to utterance 7"]
+
+
+# ---- turn detection: the service's endpointing ------------------------------------------
+
+WORLD = "emulator.end_of_speech_ms=0"  # no override: turns end as the service ends them
+
+
+def transcript_times(f: Feeder) -> list[float]:
+    return [
+        t
+        for t, item in f.out
+        if isinstance(item, dict) and item["event"].get("textOutput", {}).get("role") == "USER"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("level", "pause"), [("HIGH", 1.5), ("MEDIUM", 1.75), ("LOW", 2.0), ("", 1.75)]
+)
+def test_a_turn_ends_after_the_pause_its_endpointing_sensitivity_names(
+    level: str, pause: float
+) -> None:
+    f = Feeder(opened(endpointing=level, s=settings(WORLD)))
+    f.play(testsignal.utterance(5))
+    spoken = len(testsignal.utterance(5)) / 32000 - testsignal.GAP_S  # the last key's end
+    f.wait(pause - 0.15)
+    assert f.texts("USER") == []  # a pause shorter than the endpointing: still the turn
+    f.wait(0.3 + CHUNK)
+    assert f.texts("USER") == ["utterance 5"]
+    assert pause - CHUNK <= transcript_times(f)[0] - spoken <= pause + 2 * CHUNK
+
+
+def test_a_one_second_pause_inside_an_utterance_is_one_utterance_at_medium() -> None:
+    f = Feeder(opened(endpointing="MEDIUM", s=settings(WORLD)))
+    f.play(testsignal.utterance(42, pauses=[0.3, 1.0]))  # '*', '4', a breath, '2', '#'
+    f.wait(6.0)
+    assert f.texts("USER") == ["utterance 42"]
+    assert f.texts(stage="FINAL") == ["answer to utterance 42"]
+
+
+@settings_(max_examples=30, deadline=None)
+@given(
+    level=hs.sampled_from(["HIGH", "MEDIUM", "LOW"]),
+    n=hs.integers(0, 9999),
+    data=hs.data(),
+)
+def test_any_pause_up_to_1_2_s_between_keys_keeps_one_utterance(
+    level: str, n: int, data: hs.DataObject
+) -> None:
+    keys = testsignal.keys_of(n)
+    pauses = data.draw(
+        hs.lists(
+            hs.floats(testsignal.GAP_S, testsignal.MAX_PAUSE_INSIDE_S),
+            min_size=len(keys) - 1,
+            max_size=len(keys) - 1,
+        )
+    )
+    f = Feeder(opened(endpointing=level, s=settings(WORLD)))
+    f.play(testsignal.utterance(n, pauses=pauses))
+    f.wait(2.5)
+    assert f.texts("USER") == [f"utterance {n}"]
+    assert f.texts(stage="SPECULATIVE") == [f"answer to utterance {n}"]
+
+
+def test_a_pause_longer_than_the_endpointing_splits_the_keys_into_fragments() -> None:
+    f = Feeder(opened(s=settings("emulator.end_of_speech_ms=500")))
+    f.play(testsignal.utterance(12, pauses=[0.04, 0.9]))  # '*1', 0.9 s, '2#'
+    f.wait(8.0)
+    assert f.texts("USER") == ["(keys *1, 0.2 s)", "(keys 2#, 0.2 s)"]
+    assert f.texts(stage="SPECULATIVE") == [
+        "I heard the keys *1, which are not a whole utterance.",
+        pr.INTERRUPTED_TEXT,  # the user went on speaking over the first answer
+        "I heard the keys 2#, which are not a whole utterance.",
+    ]
+    assert testsignal.decode_marks(f.audio(), 24000) == []  # answers with no mark
+
+
+def test_end_of_speech_ms_overrides_the_endpointing() -> None:
+    f = Feeder(opened(endpointing="LOW", s=settings("emulator.end_of_speech_ms=500")))
+    f.play(testsignal.utterance(5))
+    f.wait(0.5 + 2 * CHUNK)
+    assert f.texts("USER") == ["utterance 5"]
+
+
+@pytest.mark.parametrize(
+    ("turn", "problem"),
+    [
+        ({"endpointingSensitivity": "FAST"}, "endpointingSensitivity must be HIGH, MEDIUM or LOW"),
+        ({"endpointingSensitivity": "high"}, "(got 'high')"),
+        ({"endpointingSensitivity": 2}, "(got 2)"),
+        ("HIGH", "turnDetectionConfiguration must be an object (got 'HIGH')"),
+    ],
+)
+def test_rule_endpointing_sensitivity_must_be_one_the_service_knows(
+    turn: Any, problem: str
+) -> None:
+    start = pr.session_start()
+    start["event"]["sessionStart"]["turnDetectionConfiguration"] = turn
+    e = violation([start])
+    assert problem in e.message
+
+
+def test_the_engine_sends_the_endpointing_setting_in_session_start() -> None:
+    assert "turnDetectionConfiguration" not in pr.session_start()["event"]["sessionStart"]
+    body = pr.session_start(endpointing_sensitivity="LOW")["event"]["sessionStart"]
+    assert body["turnDetectionConfiguration"] == {"endpointingSensitivity": "LOW"}
 
 
 # ---- faults ------------------------------------------------------------------------------

@@ -35,6 +35,8 @@ async def converse(
             "transition_threshold_seconds=20",
             "session_limit_seconds=40",
             "hard_deadline_margin_seconds=5",
+            # Turns end after 500 ms: the talker's timings here were chosen for that.
+            "emulator.end_of_speech_ms=500",
         ],
     )
     sink = TimelineSink(None)

@@ -32,7 +32,15 @@ from tui.app import (
     describe_error,
     make_app,
 )
-from tui.present import Edge, edges, exits, new_log_lines, settings_toml, visible_transcript
+from tui.present import (
+    Edge,
+    edges,
+    endpointing_note,
+    exits,
+    new_log_lines,
+    settings_toml,
+    visible_transcript,
+)
 from tui.screens import ErrorScreen, HelpScreen, SettingsScreen
 from tui.widgets import AgeGauge, MetricsPanel, StateStrip, Transcript
 
@@ -124,6 +132,27 @@ def test_settings_text_is_toml_that_loads_back_to_the_same_settings() -> None:
     s = settings.load(None, DEMO_OVERRIDES)
     text = settings_toml(settings.as_dict(s))
     assert tomllib.loads(text) == settings.as_dict(s)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "note"),
+    [
+        (["backend.endpointing_sensitivity=HIGH"], "a 1.5 s pause ends the user's turn"),
+        (["backend.endpointing_sensitivity=LOW"], "a 2 s pause ends the user's turn"),
+        ([], "not sent: the service's default (the emulator's is MEDIUM, 1.75 s)"),
+        (["emulator.end_of_speech_ms=500"], "the emulator ends turns after 500 ms instead"),
+    ],
+)
+def test_the_settings_screen_says_what_the_endpointing_means(
+    overrides: list[str], note: str
+) -> None:
+    s = settings.load(None, overrides)
+    text = settings_toml(
+        settings.as_dict(s), {"backend.endpointing_sensitivity": endpointing_note(s)}
+    )
+    (line,) = [x for x in text.splitlines() if x.startswith("endpointing_sensitivity =")]
+    assert line.endswith(f"  # {note}")
+    assert tomllib.loads(text) == settings.as_dict(s)  # the notes are comments
 
 
 def test_demo_profile_hands_off_within_a_minute() -> None:
@@ -358,6 +387,7 @@ async def test_help_settings_and_diagram_keys(tmp_path: Path) -> None:
         await pilot.pause()
         assert isinstance(app.screen, SettingsScreen)
         assert tomllib.loads(app.screen.toml_text)["session_limit_seconds"] == 60
+        assert "endpointing_sensitivity = " in app.screen.toml_text
         await pilot.press("escape")
         await pilot.press("d")
         await pilot.pause()

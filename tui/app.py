@@ -35,7 +35,7 @@ from sonic_fsm.events import Operator
 from sonic_fsm.settings import Settings, SettingsError
 from sonic_fsm.snapshot import Snapshot
 from sonic_fsm.wiring import build_conversation
-from tui.present import settings_toml, state_name
+from tui.present import endpointing_note, settings_toml, state_name
 from tui.screens import ErrorScreen, HelpScreen, SettingsScreen
 from tui.widgets import (
     AgeGauge,
@@ -234,7 +234,9 @@ class Dashboard(App[int]):
         if self.settings is None:
             self.notify("No settings to show.", severity="warning")
             return
-        self.push_screen(SettingsScreen(settings_toml(settings_mod.as_dict(self.settings))))
+        notes = {"backend.endpointing_sensitivity": endpointing_note(self.settings)}
+        text = settings_toml(settings_mod.as_dict(self.settings), notes)
+        self.push_screen(SettingsScreen(text))
 
     def action_help(self) -> None:
         keys = [

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
+from sonic_fsm.emulator.model import DEFAULT_ENDPOINTING, ENDPOINTING_PAUSE_SECONDS
+from sonic_fsm.settings import Settings
 from sonic_fsm.snapshot import Snapshot, TranscriptLine, TransitionRecord
 
 TRANSITION_LINE = re.compile(
@@ -159,20 +161,38 @@ def bar_cells(width: int, fraction: float) -> int:
     return round(width * fraction)
 
 
-def settings_toml(data: Mapping[str, Any]) -> str:
-    """The settings tree as TOML text: top-level keys first, then one ``[section]`` each."""
+def settings_toml(data: Mapping[str, Any], notes: Mapping[str, str] | None = None) -> str:
+    """The settings tree as TOML text: top-level keys first, then one ``[section]`` each;
+    ``notes`` (by dotted key) become comments after their line."""
+    notes = notes or {}
     lines: list[str] = []
     sections: list[tuple[str, Mapping[str, Any]]] = []
+
+    def line(key: str, value: Any, dotted: str) -> str:
+        note = notes.get(dotted)
+        return f"{key} = {_toml_value(value)}" + (f"  # {note}" if note else "")
+
     for key, value in data.items():
         if isinstance(value, Mapping):
             sections.append((key, value))
         else:
-            lines.append(f"{key} = {_toml_value(value)}")
+            lines.append(line(key, value, key))
     for name, table in sections:
         lines.append("")
         lines.append(f"[{name}]")
-        lines.extend(f"{key} = {_toml_value(value)}" for key, value in table.items())
+        lines.extend(line(key, value, f"{name}.{key}") for key, value in table.items())
     return "\n".join(lines) + "\n"
+
+
+def endpointing_note(s: Settings) -> str:
+    """What ``backend.endpointing_sensitivity`` means here: the pause that ends a user's turn."""
+    level = s.backend.endpointing_sensitivity
+    if s.backend.kind == "emulator" and s.emulator.end_of_speech_ms > 0:
+        return f"the emulator ends turns after {s.emulator.end_of_speech_ms} ms instead"
+    if not level:
+        level, pause = DEFAULT_ENDPOINTING, ENDPOINTING_PAUSE_SECONDS[DEFAULT_ENDPOINTING]
+        return f"not sent: the service's default (the emulator's is {level}, {pause:g} s)"
+    return f"a {ENDPOINTING_PAUSE_SECONDS[level]:g} s pause ends the user's turn"
 
 
 def _toml_value(value: Any) -> str:

@@ -1,17 +1,40 @@
-"""The oracle: what was spoken against what was heard, counted.
+"""The oracle: what was spoken against what was heard, counted as a listener would complain.
 
 Utterances are decoded from the input (``*N#``), answers from the speaker's timeline
 (``A N #`` … ``B N #``). An answer is whole when both its marks were heard, in order.
+Besides lost / twice / truncated / restarted it counts:
+
+- **talk-over**: assistant audio sounding from :data:`TALK_OVER_GRACE_SECONDS` after the start
+  of a user utterance until that utterance ends (a barge-in nobody honoured), read from the
+  speaker timeline itself, whichever answer the audio belonged to;
+- **reply delay** of every answered utterance (its end to its answer's first audio), and the
+  delay added to those spoken during a hand-off (windows given by the caller, e.g. from the
+  run's transition log, see :func:`handoff_windows`) against the ordinary ones;
+- **unmarked answers**: answer audio that carries no mark, such as the emulator's answer to a
+  fragment of an utterance its endpointing split ("I heard the keys *1, ...").
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
+
+from sonic_fsm.runner import percentile
 from sonic_fsm.testsignal import Mark, answer, decode_marks
 
 INPUT_RATE = 16000
 OUTPUT_RATE = 24000
+TALK_OVER_GRACE_SECONDS = 0.35  # a barge-in honoured within this is not a talk-over
+BLOCK_SECONDS = 0.01
+SOUNDING_DB = -45.0  # a 10 ms block louder than this (RMS, dBFS) is sounding
+BRIDGE_SECONDS = 0.15  # quiet shorter than this inside sound (between syllables) is sound
+UNMARKED_MIN_SECONDS = 0.2  # unmarked sound shorter than this is not an answer
+CALM_STATES = ("NORMAL", "MONITORING", "STOPPED")  # outside these a hand-off is under way
+
+Window = tuple[float, float]
 
 
 @dataclass
@@ -25,8 +48,29 @@ class Score:
     cut_without_barge_in: list[int] = field(default_factory=list)  # truncated, nobody spoke
     reply_delay_ms: dict[int, float] = field(default_factory=dict)
     unexpected: list[int] = field(default_factory=list)  # answers to nothing spoken
+    talk_over_ms: dict[int, float] = field(default_factory=dict)  # talked over, and how long
+    during_handoff: list[int] = field(default_factory=list)  # spoken while a hand-off ran
+    unmarked_at: list[float] = field(default_factory=list)  # s: answers with no mark began
+
+    @property
+    def talk_over(self) -> list[int]:
+        return sorted(self.talk_over_ms)
+
+    def delays(self, handoff: bool | None = None) -> list[float]:
+        """Reply delays (ms), sorted: all, or only those spoken during (or outside) hand-offs."""
+        inside = set(self.during_handoff)
+        return sorted(
+            d for n, d in self.reply_delay_ms.items() if handoff is None or (n in inside) == handoff
+        )
+
+    def added_delays(self) -> list[float]:
+        """Delay of each utterance spoken during a hand-off minus the ordinary p50 (ms)."""
+        base = percentile(self.delays(handoff=False), 50) or 0.0
+        return [d - base for d in self.delays(handoff=True)]
 
     def as_dict(self) -> dict[str, object]:
+        delays, added = self.delays(), sorted(self.added_delays())
+        ordinary = self.delays(handoff=False)
         return {
             "utterances_spoken": self.spoken,
             "answered_once": self.answered_once,
@@ -40,10 +84,30 @@ class Score:
             "cut_without_barge_in": len(self.cut_without_barge_in),
             "restarted_ids": self.restarted,
             "unexpected_ids": self.unexpected,
+            "unmarked_answers": len(self.unmarked_at),
+            "unmarked_answers_at": [round(t, 2) for t in self.unmarked_at],
+            "talk_over": len(self.talk_over_ms),
+            "talk_over_ids": self.talk_over,
+            "talk_over_ms": round(sum(self.talk_over_ms.values())),
+            "reply_delay_ms_p50": percentile(delays, 50),
+            "reply_delay_ms_p99": percentile(delays, 99),
+            "reply_delay_ms_max": percentile(delays, 100),
+            "utterances_during_handoff": len(self.during_handoff),
+            "ordinary_reply_delay_ms_p50": percentile(ordinary, 50),
+            "handoff_added_delay_ms_p50": percentile(added, 50),
+            "handoff_added_delay_ms_p99": percentile(added, 99),
+            "handoff_added_delay_ms_max": percentile(added, 100),
         }
 
 
-def score_marks(spoken: list[Mark], heard: list[Mark]) -> Score:
+def score_marks(
+    spoken: list[Mark],
+    heard: list[Mark],
+    sounding: np.ndarray | None = None,
+    handoffs: Sequence[Window] = (),
+) -> Score:
+    """Count from the marks; ``sounding`` (see :func:`sounding_blocks`) adds talk-over and
+    unmarked answers, ``handoffs`` (seconds) splits the reply delays."""
     s = Score(spoken=len(spoken))
     ends = {m.number: m.end / INPUT_RATE for m in spoken}
     starts: dict[int, list[Mark]] = {}
@@ -72,20 +136,95 @@ def score_marks(spoken: list[Mark], heard: list[Mark]) -> Score:
             s.restarted.append(n)
     spoken_at = [m.start / INPUT_RATE for m in spoken]
     for n in s.truncated:
-        if not any(_talked_over(n, a.start / OUTPUT_RATE, spoken_at) for a in starts[n]):
+        if not any(_spoken_while_due(n, a.start / OUTPUT_RATE, spoken_at) for a in starts[n]):
             s.cut_without_barge_in.append(n)
     s.unexpected = sorted(n for n in starts if n not in ends)
+    s.during_handoff = [
+        m.number
+        for m in spoken
+        if any(a <= m.end / INPUT_RATE and m.start / INPUT_RATE <= b for a, b in handoffs)
+    ]
+    if sounding is not None:
+        for m in spoken:
+            ms = _sounding_ms(
+                sounding, m.start / INPUT_RATE + TALK_OVER_GRACE_SECONDS, m.end / INPUT_RATE
+            )
+            if ms > 0:
+                s.talk_over_ms[m.number] = ms
+        s.unmarked_at = _unmarked(sounding, [a for marks in starts.values() for a in marks])
     return s
 
 
-def _talked_over(n: int, began: float, spoken_at: list[float]) -> bool:
+def _spoken_while_due(n: int, began: float, spoken_at: list[float]) -> bool:
     """Did the user start speaking while answer ``n``, begun at ``began``, was still due?"""
     length = len(answer(n, OUTPUT_RATE)) / (2 * OUTPUT_RATE)
     return any(began <= t <= began + length for t in spoken_at)
 
 
-def score(input_pcm: bytes, output_pcm: bytes) -> Score:
+def sounding_blocks(pcm: bytes, rate: int = OUTPUT_RATE) -> np.ndarray:
+    """Per 10 ms block of a timeline: is something sounding? Short quiet inside sound (between
+    syllables, between tones) counts as sound."""
+    block = int(rate * BLOCK_SECONDS)
+    n = len(pcm) // (2 * block)
+    x = np.frombuffer(pcm, dtype="<i2", count=n * block).astype(np.float64)
+    power = (x.reshape(n, block) ** 2).mean(axis=1) if n else np.zeros(0)
+    loud = power > (10 ** (SOUNDING_DB / 20) * 32768) ** 2
+    bridge = round(BRIDGE_SECONDS / BLOCK_SECONDS)
+    idx = np.flatnonzero(loud)
+    step = np.diff(idx)
+    for g in np.flatnonzero((step > 1) & (step <= bridge)).tolist():
+        loud[idx[g] : idx[g + 1]] = True
+    return loud
+
+
+def _sounding_ms(sounding: np.ndarray, start: float, end: float) -> float:
+    """Milliseconds of sound in [start, end] seconds."""
+    a, b = max(0, int(start / BLOCK_SECONDS)), max(0, int(np.ceil(end / BLOCK_SECONDS)))
+    return float(sounding[a:b].sum()) * BLOCK_SECONDS * 1000 if b > a else 0.0
+
+
+def _unmarked(sounding: np.ndarray, answer_starts: list[Mark]) -> list[float]:
+    """Where sound began that no marked answer accounts for (an answer with no mark)."""
+    rest = sounding.copy()
+    for a in answer_starts:
+        length = len(answer(a.number, OUTPUT_RATE)) / (2 * OUTPUT_RATE)
+        t = a.start / OUTPUT_RATE
+        rest[int(t / BLOCK_SECONDS) : int(np.ceil((t + length) / BLOCK_SECONDS)) + 1] = False
+    edges = np.diff(np.concatenate([[0], rest.astype(np.int8), [0]]))
+    begins, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+    least = round(UNMARKED_MIN_SECONDS / BLOCK_SECONDS)
+    return [
+        round(float(b) * BLOCK_SECONDS, 2)
+        for b, e in zip(begins.tolist(), ends.tolist(), strict=True)
+        if e - b >= least
+    ]
+
+
+TRANSITION = re.compile(r"^\s*([\d.]+) \[TRANSITION\] (\w+) -> (\w+)")
+
+
+def handoff_windows(log_lines: Iterable[str]) -> list[Window]:
+    """From a run's log (its stamped ``[TRANSITION]`` lines): when a hand-off or a recovery
+    was under way, from leaving NORMAL/MONITORING until the machine is back there."""
+    windows: list[Window] = []
+    opened: float | None = None
+    for line in log_lines:
+        m = TRANSITION.match(line)
+        if not m:
+            continue
+        at, dest = float(m.group(1)), m.group(3)
+        if dest not in CALM_STATES and opened is None:
+            opened = at
+        elif dest in CALM_STATES and opened is not None:
+            windows.append((opened, at))
+            opened = None
+    if opened is not None:
+        windows.append((opened, float("inf")))
+    return windows
+
+
+def score(input_pcm: bytes, output_pcm: bytes, handoffs: Sequence[Window] = ()) -> Score:
     """Score a run from its input (16 kHz) and its speaker timeline (24 kHz)."""
     spoken = [m for m in decode_marks(input_pcm, INPUT_RATE) if m.kind == "*"]
     heard = [m for m in decode_marks(output_pcm, OUTPUT_RATE) if m.kind in "AB"]
-    return score_marks(spoken, heard)
+    return score_marks(spoken, heard, sounding_blocks(output_pcm), handoffs)

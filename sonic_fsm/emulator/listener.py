@@ -1,10 +1,14 @@
 """The emulator's ears: voice activity, utterance end-pointing, and recognition.
 
 Works on the audio timeline (sample positions), not on arrival time, so audio replayed in a
-burst is heard exactly as audio spoken live. The test signal (``*N#`` in DTMF) is
-recognised exactly; other speech goes to the recogniser when there is one (see
-:mod:`sonic_fsm.emulator.recogniser`) and is otherwise transcribed honestly as what it is,
-``(speech, 2.4 s)``.
+burst is heard exactly as audio spoken live. A turn ends after a pause of
+``end_of_speech_seconds`` (the session's endpointing); a shorter pause, even between the keys
+of one test-signal utterance, is part of the same turn. The test signal (``*N#`` in DTMF) is
+recognised exactly when the whole sequence lies in one turn; a turn that holds only part of
+one (the pause inside it was longer than the endpointing, so the turn was split) is heard as
+what it is, ``(keys *1, 0.3 s)``, not as an utterance. Other speech goes to the recogniser when
+there is one (see :mod:`sonic_fsm.emulator.recogniser`) and is otherwise transcribed honestly
+as what it is, ``(speech, 2.4 s)``.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ class Heard:
     end: int = 0
     transcript: str = ""
     number: int | None = None  # the test signal's utterance number
-    audio: bytes = b""  # the utterance's PCM, when it is not the test signal
+    audio: bytes = b""  # the utterance's PCM, for a recogniser of words (none for tones)
 
 
 Recogniser = Callable[[bytes], str | None]
@@ -38,7 +42,8 @@ Recogniser = Callable[[bytes], str | None]
 
 class Listener:
     def __init__(self, end_of_speech_seconds: float, recogniser: Recogniser | None = None) -> None:
-        self.end_blocks = max(1, int(end_of_speech_seconds * 100))
+        self.end_blocks = 1
+        self.end_after(end_of_speech_seconds)
         self.recogniser = recogniser
         self._pos = 0
         self._pending = b""
@@ -49,6 +54,11 @@ class Listener:
         self._decoder = DtmfDecoder(RATE)
         self._parser = MarkParser()
         self._numbers: list[tuple[int, int]] = []  # (sample, number) of decoded '*N#'
+        self._keys: list[tuple[int, str]] = []  # (sample, key) of every DTMF key heard
+
+    def end_after(self, seconds: float) -> None:
+        """A pause of ``seconds`` ends a turn (the endpointing the session was started with)."""
+        self.end_blocks = max(1, round(seconds * 100))
 
     @property
     def in_speech(self) -> bool:
@@ -56,7 +66,9 @@ class Listener:
         return self._in_speech
 
     def feed(self, pcm: bytes) -> list[Heard]:
-        for mark in self._parser.feed(self._decoder.feed(pcm)):
+        keys = self._decoder.feed(pcm)
+        self._keys += [(k.start, k.key) for k in keys]
+        for mark in self._parser.feed(keys):
             if mark.kind == "*":
                 self._numbers.append((mark.start, mark.number))
         data = self._pending + pcm
@@ -94,10 +106,14 @@ class Listener:
 
     def _transcribe(self, start: int, end: int) -> Heard:
         nums = [n for s, n in self._numbers if start - BLOCK <= s < end]
+        keys = "".join(k for s, k in self._keys if start - BLOCK <= s < end)
         self._numbers = [(s, n) for s, n in self._numbers if s >= end]
+        self._keys = [(s, k) for s, k in self._keys if s >= end]
         if nums:
             return Heard("utterance", start, end, f"utterance {nums[0]}", nums[0])
         audio = bytes(self._audio[: (end - start) * 2])
-        text = self.recogniser(audio) if self.recogniser else None
         seconds = (end - start) / RATE
+        if keys:  # part of an utterance: tones, which no recogniser of words can read
+            return Heard("utterance", start, end, f"(keys {keys}, {seconds:.1f} s)")
+        text = self.recogniser(audio) if self.recogniser else None
         return Heard("utterance", start, end, text or f"(speech, {seconds:.1f} s)", audio=audio)

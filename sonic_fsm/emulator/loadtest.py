@@ -9,8 +9,9 @@ the light wire client (``--client wire``) or the real AWS SDK (``--client sdk``)
 
 Latencies are measured from the moment the end of the utterance was sent to the USER
 transcript, to the first answer audio, and to the end of the FINAL text; they include the
-emulator's end-of-speech pause (``emulator.end_of_speech_ms``, 500 ms) when the audio is
-paced in real time, and its generation speed (``emulator.speed``) for the FINAL text.
+emulator's end-of-turn pause (the session's endpointing: 1.75 s at the default MEDIUM, or
+``emulator.end_of_speech_ms`` when set) when the audio is paced in real time, and its
+generation speed (``emulator.speed``) for the FINAL text.
 CPU is the server process's user+system time during the run (from /proc), divided by the
 number of streams; the client's own CPU is shown too (a saturated client inflates latency).
 """
@@ -37,6 +38,7 @@ from .tls import TlsFiles, client_context
 from .wire_client import WireClient
 
 PROMPT = "p"
+TRAILING_SILENCE_SECONDS = 2.5  # longer than the longest endpointing pause (LOW, 2 s)
 MIC = "mic"
 
 
@@ -69,7 +71,7 @@ async def one_turn(
     reader = asyncio.create_task(_read_turn(s, marks, timeout))
     try:
         speech = testsignal.utterance(n)
-        pcm = speech + b"\0\0" * 16000
+        pcm = speech + b"\0\0" * int(TRAILING_SILENCE_SECONDS * 16000)
         loop = asyncio.get_running_loop()
         start = loop.time()
         for k, i in enumerate(range(0, len(pcm), 2048)):

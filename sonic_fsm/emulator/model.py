@@ -43,6 +43,13 @@ AUDIO_INPUT_FORMAT = {
     "channelCount": 1,
 }
 AUDIO_INPUT_OPTIONAL = {"encoding": "base64", "audioType": "SPEECH"}
+# Nova 2 Sonic ends a user's turn after this pause, by turnDetectionConfiguration's
+# endpointingSensitivity (AWS Nova 2 user guide, "Turn-taking controllability").
+ENDPOINTING_PAUSE_SECONDS = {"HIGH": 1.5, "MEDIUM": 1.75, "LOW": 2.0}
+# Without one: the guide names no default. MEDIUM is the level it recommends for general
+# conversation and the middle of the three, so a client tuned to it is wrong by at most
+# 0.25 s against either other level; it is what the emulator assumes when none is sent.
+DEFAULT_ENDPOINTING = "MEDIUM"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -100,7 +107,8 @@ class EmulatorSession:
         ears = default_recogniser() if recogniser == AUTO else recogniser
         assert not isinstance(ears, str), "recogniser: a callable, None or 'auto'"
         self.ears = ears
-        self.listener = Listener(settings.emulator.end_of_speech_ms / 1000)
+        self.endpointing = DEFAULT_ENDPOINTING
+        self.listener = Listener(self.turn_pause_seconds())
         # An adapter that runs recognition elsewhere (a thread in real time) sets this, takes
         # take_recognition_requests() after each receive and calls recognised() with words.
         self.defer_recognition = False
@@ -181,7 +189,23 @@ class EmulatorSession:
     def _on_sessionStart(self, body: dict[str, Any], now: float) -> None:
         if self._phase != "start":
             raise _Violation("sessionStart must be the first event, and only once")
+        turn = body.get("turnDetectionConfiguration", {})
+        if not isinstance(turn, dict):
+            raise _Violation(f"turnDetectionConfiguration must be an object (got {turn!r})")
+        level = turn.get("endpointingSensitivity", DEFAULT_ENDPOINTING)
+        if level not in ENDPOINTING_PAUSE_SECONDS:
+            raise _Violation(
+                "turnDetectionConfiguration: endpointingSensitivity must be HIGH, MEDIUM or LOW "
+                f"(got {level!r})"
+            )
+        self.endpointing = level
+        self.listener.end_after(self.turn_pause_seconds())
         self._phase = "prompt"
+
+    def turn_pause_seconds(self) -> float:
+        """The pause that ends a turn: the session's endpointing, or the tests' override."""
+        override = self.s.emulator.end_of_speech_ms
+        return override / 1000 if override > 0 else ENDPOINTING_PAUSE_SECONDS[self.endpointing]
 
     def _on_promptStart(self, body: dict[str, Any], now: float) -> None:
         if self._phase != "prompt":
@@ -353,7 +377,7 @@ class EmulatorSession:
             return
         self._last_speech = now
         entry: list[Any] = [h, None]  # [heard, its words once known]
-        if h.number is not None or self.ears is None:
+        if not h.audio or self.ears is None:  # the test signal, or no recogniser of words
             entry[1] = h.transcript
         elif self.defer_recognition:
             token = next(self._tokens)

@@ -31,6 +31,7 @@ from sonic_fsm import testsignal
 RATE = 24000
 UTTERANCE = re.compile(r"^utterance (\d+)$")
 UNRECOGNISED = re.compile(r"^\(speech, ([\d.]+) s\)$")
+KEYS = re.compile(r"^\(keys ([0-9*#A-D]+), ([\d.]+) s\)$")  # part of a test-signal utterance
 DATE_TIME_TOOL = "getDateAndTimeTool"
 
 Speaker = Callable[[str], bytes]
@@ -64,6 +65,8 @@ def reply_text(transcript: str, conversation: Sequence[tuple[str, str]]) -> str:
         return f"answer to utterance {m.group(1)}"
     said = [t for role, t in conversation if role == USER]
     w = _words(transcript)
+    if m := KEYS.match(transcript):
+        return f"I heard the keys {m.group(1)}, which are not a whole utterance."
     if m := UNRECOGNISED.match(transcript):
         return (
             f"I heard {m.group(1)} seconds of speech, but no speech recogniser is installed, "
