@@ -176,6 +176,12 @@ def test_snapshot_buffering(snap_compare) -> None:
     assert snap_compare(app, terminal_size=SIZE)
 
 
+def test_snapshot_tool_wait(snap_compare) -> None:
+    """A tool call in the transcript (name, time, failure) and the one the hand-off waits on."""
+    app = Dashboard(sample.FixedSource(sample.tool_wait()), poll_seconds=None)
+    assert snap_compare(app, terminal_size=SIZE)
+
+
 @sync
 async def test_buffering_screen_shows_every_panel() -> None:
     app = Dashboard(sample.FixedSource(sample.buffering()), poll_seconds=None)

@@ -178,6 +178,8 @@ class Dashboard(App[int]):
             flags.append("muted")
         if snap.recording:
             flags.append("● rec")
+        if snap.tools:
+            flags.append(f"tool {snap.tools[0].name} {snap.tools[0].seconds:.0f} s")
         self.sub_title = " · ".join(flags)
 
     # -- the engine worker ------------------------------------------------------------

@@ -75,6 +75,25 @@ def exits(all_edges: Sequence[Edge], state: str) -> dict[str, list[str]]:
     return out
 
 
+def tool_line(line: TranscriptLine) -> str:
+    """A tool call as the transcript shows it: its name, and how long it took or that it runs."""
+    if line.seconds is None:
+        return f"{line.text} … running"
+    verdict = "failed after" if line.failed else "answered in"
+    return f"{line.text} {verdict} {line.seconds:.1f} s"
+
+
+def tool_wait(snap: Snapshot) -> str | None:
+    """The tool calls the conversation waits on, one line; ``None`` when there are none."""
+    if not snap.tools:
+        return None
+    calls = ", ".join(
+        f"{t.name} on {t.session_id} ({t.phase}, {t.seconds:.1f} s)" for t in snap.tools
+    )
+    held = " — the hand-off waits for it" if snap.handoff_waits_for_tool else ""
+    return f"tool {calls}{held}"
+
+
 def visible_transcript(lines: Sequence[TranscriptLine]) -> list[TranscriptLine]:
     """The lines to show: in each turn, the k-th FINAL text replaces the k-th SPECULATIVE one.
 

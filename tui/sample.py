@@ -9,7 +9,13 @@ from dataclasses import replace
 
 from sonic_fsm.events import Operator
 from sonic_fsm.settings import Settings
-from sonic_fsm.snapshot import SessionView, Snapshot, TranscriptLine, TransitionRecord
+from sonic_fsm.snapshot import (
+    SessionView,
+    Snapshot,
+    ToolView,
+    TranscriptLine,
+    TransitionRecord,
+)
 
 _LOG = (
     "    0.000 [SESSION] s1 opened",
@@ -116,6 +122,30 @@ def buffering() -> Snapshot:
         },
         recording=True,
         mic_level_db=-21.0,
+    )
+
+
+def tool_wait() -> Snapshot:
+    """BUFFERING with the next session ready: a tool call on the current one holds the
+    hand-off; an earlier call failed."""
+    snap = buffering()
+    lines = (
+        *_TRANSCRIPT[:4],
+        TranscriptLine(kind="user", session_id="s1", text="tool question 5"),
+        TranscriptLine(
+            kind="tool", session_id="s1", text="testSignalTool", ref="u1", seconds=8.0, failed=True
+        ),
+        TranscriptLine(kind="assistant", session_id="s1", text="The tool failed: timed out."),
+        TranscriptLine(kind="user", session_id="s2", text="tool question 6"),
+        TranscriptLine(kind="tool", session_id="s2", text="testSignalTool", ref="u2"),
+    )
+    sessions = tuple(replace(s, ready=True) for s in snap.sessions)
+    return replace(
+        snap,
+        transcript=lines,
+        sessions=sessions,
+        tools=(ToolView(name="testSignalTool", session_id="s2", seconds=3.4, phase="running"),),
+        handoff_waits_for_tool=True,
     )
 
 

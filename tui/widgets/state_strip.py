@@ -2,7 +2,8 @@
 
 The states come from the ``State`` enum in declaration order; an arrow joins two
 neighbours only when the ``TRANSITIONS`` table has that edge. Under the strip: the last
-transitions with their triggers, and the ways out of the active state the table allows.
+transitions with their triggers, the ways out of the active state the table allows, and the
+tool calls the conversation waits on (a planned hand-off waits for them).
 
 A forced hand-off on the emulator passes BUFFERING, HANDOFF and PROMOTED in a few
 milliseconds, far between two frames; so every state entered in the last
@@ -18,7 +19,15 @@ from rich.text import Text
 
 from sonic_fsm import machine
 from sonic_fsm.snapshot import Snapshot, TransitionRecord
-from tui.present import Edge, edges, exits, new_log_lines, recent_transitions, state_name
+from tui.present import (
+    Edge,
+    edges,
+    exits,
+    new_log_lines,
+    recent_transitions,
+    state_name,
+    tool_wait,
+)
 from tui.widgets.panel import SnapshotPanel
 
 NBSP = "\u00a0"
@@ -66,7 +75,12 @@ class StateStrip(SnapshotPanel):
     def view_key(self, snap: Snapshot | None) -> object:
         if snap is None:
             return None
-        return (state_name(snap.state), tuple(self.recent(snap.now)), tuple(self.trail[-1:]))
+        return (
+            state_name(snap.state),
+            tuple(self.recent(snap.now)),
+            tuple(self.trail[-1:]),
+            tool_wait(snap),
+        )
 
     def recent(self, now: float) -> list[TransitionRecord]:
         """The transitions of the last ``GLOW_SECONDS`` (engine time), oldest first."""
@@ -117,6 +131,10 @@ class StateStrip(SnapshotPanel):
                 text.append("→ ", style=arrow)
                 text.append(dst, style=self.get_component_rich_style(self.state_style(dst)))
             text.append(f"  at {path[-1].at:.1f} s", style=label)
+        waiting = tool_wait(snap)
+        if waiting:  # before the ways out: on a short strip this is the line that shows
+            text.append("\n")
+            text.append(waiting, style="bold")
         ways = exits(self.edges, active)
         if ways:
             text.append("\n")

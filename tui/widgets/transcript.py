@@ -1,5 +1,7 @@
 """The conversation as the person hears it: user and assistant turns and the hand-off points.
 
+A tool call is a line of its own: its name, then how long it took, or that it failed.
+
 SPECULATIVE assistant text shows dimmed until the FINAL text of the same turn replaces it;
 an answer the user talked over is marked; a hand-off is a rule across the flow.
 """
@@ -16,9 +18,9 @@ from textual.reactive import reactive
 from textual.widgets import Static
 
 from sonic_fsm.snapshot import Snapshot, TranscriptLine
-from tui.present import visible_transcript
+from tui.present import tool_line, visible_transcript
 
-SPEAKERS = {"user": "you", "assistant": "bot"}
+SPEAKERS = {"user": "you", "assistant": "bot", "tool": "fn"}
 INTERRUPTED = "interrupted"
 
 
@@ -32,6 +34,8 @@ class Transcript(VerticalScroll):
         "transcript--interrupted",
         "transcript--handoff",
         "transcript--session",
+        "transcript--tool",
+        "transcript--failed",
     }
 
     snapshot: reactive[Snapshot | None] = reactive(None, repaint=False)
@@ -74,6 +78,9 @@ class Transcript(VerticalScroll):
             text.append(
                 f"{who:>3} ", style=self._style(line.kind if line.kind in SPEAKERS else "session")
             )
+            if line.kind == "tool":
+                text.append(tool_line(line), style=self._style("failed" if line.failed else "tool"))
+                continue
             if line.interrupted and line.text.strip("() ") in ("", INTERRUPTED):
                 text.append(f"— {INTERRUPTED} by the user —", style=self._style("interrupted"))
                 continue
