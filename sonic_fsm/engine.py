@@ -594,7 +594,7 @@ class Engine:
         )
         self._add_transcript(line)
         if what == tc.RUN:
-            self._say(f"[TOOL] {sess.id}: running {use.tool_name} {use.content}")
+            self._say(f"[TOOL] {sess.id}: running {use.tool_name} {use.tool_use_id} {use.content}")
             self._emit(
                 fx.RunTool(
                     session_id=sess.id,

@@ -7,6 +7,11 @@ keys; inside an utterance that silence may be longer, up to :data:`MAX_PAUSE_INS
 person drawing breath mid-sentence), and it is still one utterance. :class:`DtmfDecoder`
 recognises keys exactly in a stream of PCM; :class:`MarkParser` turns keys into
 marks (``("*", 17, start, end)``) that the emulator and the scorer use.
+
+A tool question N is ``*``, ``C``, the digits of N, ``#``: the model asks the tool
+``testSignalTool`` with ``{"n": N}`` and, once it has the result ``{"value": R}``, answers
+``A N #``, ``D R #``, the voice-like sound, ``B N #`` (:func:`tool_answer`; no ``D`` mark when
+it has no result).
 """
 
 from __future__ import annotations
@@ -186,7 +191,8 @@ class Mark:
 
 
 class MarkParser:
-    """Turns a stream of keys into marks; keys outside a well-formed sequence are dropped."""
+    """Turns a stream of keys into marks; keys outside a well-formed sequence are dropped.
+    ``*C`` starts a tool question (kind ``C``); ``D`` the result inside a tool answer."""
 
     def __init__(self) -> None:
         self._kind: str | None = None
@@ -196,8 +202,10 @@ class MarkParser:
     def feed(self, keys: list[Key]) -> list[Mark]:
         marks = []
         for k in keys:
-            if k.key in "*AB":
+            if k.key in "*ABD":
                 self._kind, self._digits, self._start = k.key, "", k.start
+            elif k.key == TOOL_KEY and self._kind == "*" and not self._digits:
+                self._kind = TOOL_KEY
             elif k.key.isdigit() and self._kind is not None:
                 self._digits += k.key
             elif k.key == "#" and self._kind is not None and self._digits:
@@ -212,3 +220,23 @@ def decode_marks(pcm: bytes, rate: int) -> list[Mark]:
     """Every mark in a whole recording."""
     decoder, parser = DtmfDecoder(rate), MarkParser()
     return parser.feed(decoder.feed(pcm) + decoder.feed(b"\x00\x00" * decoder.block * 2))
+
+
+TOOL_KEY = "C"  # after "*": the utterance is a tool question
+RESULT_KEY = "D"  # in a tool answer: the tool's result follows
+
+
+def tool_question(n: int, rate: int = 16000) -> bytes:
+    """PCM of tool question ``n``: ``*``, ``C``, its digits, ``#``."""
+    return _pcm(tones(f"*{TOOL_KEY}{n}#", rate))
+
+
+def tool_answer(n: int, value: int | None, rate: int = 24000) -> bytes:
+    """PCM of the answer to tool question ``n``: ``A n #``, ``D value #`` (left out when there
+    is no result), voice, ``B n #``."""
+    gap = np.zeros(int(0.1 * rate))
+    parts = [tones(f"A{n}#", rate), gap]
+    if value is not None:
+        parts += [tones(f"{RESULT_KEY}{value}#", rate), gap]
+    parts += [voice_like(answer_seconds(n), rate, seed=n), gap, tones(f"B{n}#", rate)]
+    return _pcm(np.concatenate(parts))

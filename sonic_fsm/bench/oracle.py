@@ -1,7 +1,8 @@
 """The oracle: what was spoken against what was heard, counted as a listener would complain.
 
-Utterances are decoded from the input (``*N#``), answers from the speaker's timeline
-(``A N #`` … ``B N #``). An answer is whole when both its marks were heard, in order.
+Utterances are decoded from the input (``*N#``, and tool questions ``*CN#``), answers from the
+speaker's timeline (``A N #`` … ``B N #``). An answer is whole when both its marks were heard,
+in order.
 Besides lost / twice / truncated / restarted it counts:
 
 - **talk-over**: assistant audio sounding from :data:`TALK_OVER_GRACE_SECONDS` after the start
@@ -12,6 +13,9 @@ Besides lost / twice / truncated / restarted it counts:
   run's transition log, see :func:`handoff_windows`) against the ordinary ones;
 - **unmarked answers**: answer audio that carries no mark, such as the emulator's answer to a
   fragment of an utterance its endpointing split ("I heard the keys *1, ...").
+
+:func:`score_tools` also judges each tool question's answer by the result it carries
+(``D R #``: R must be 7 × N).
 """
 
 from __future__ import annotations
@@ -225,6 +229,78 @@ def handoff_windows(log_lines: Iterable[str]) -> list[Window]:
 
 def score(input_pcm: bytes, output_pcm: bytes, handoffs: Sequence[Window] = ()) -> Score:
     """Score a run from its input (16 kHz) and its speaker timeline (24 kHz)."""
-    spoken = [m for m in decode_marks(input_pcm, INPUT_RATE) if m.kind == "*"]
+    spoken = [m for m in decode_marks(input_pcm, INPUT_RATE) if m.kind in "*C"]
     heard = [m for m in decode_marks(output_pcm, OUTPUT_RATE) if m.kind in "AB"]
     return score_marks(spoken, heard, sounding_blocks(output_pcm), handoffs)
+
+
+@dataclass
+class ToolScore:
+    """Tool questions (``*CN#``) by how they were answered."""
+
+    asked: int = 0
+    once_with_result: int = 0  # one whole answer, carrying the right result
+    lost: list[int] = field(default_factory=list)  # no whole answer
+    twice: list[int] = field(default_factory=list)  # more than one whole answer
+    without_result: list[int] = field(default_factory=list)  # one answer, no result in it
+    wrong_result: list[int] = field(default_factory=list)  # one answer, a wrong result
+    reply_delay_ms: dict[int, float] = field(default_factory=dict)  # question end -> answer
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "tool_questions": self.asked,
+            "tool_answered_once_with_result": self.once_with_result,
+            "tool_lost": len(self.lost),
+            "tool_answered_twice": len(self.twice),
+            "tool_without_result": len(self.without_result),
+            "tool_wrong_result": len(self.wrong_result),
+            "tool_lost_ids": self.lost,
+            "tool_twice_ids": self.twice,
+            "tool_without_result_ids": self.without_result,
+            "tool_wrong_result_ids": self.wrong_result,
+        }
+
+
+def tool_value(n: int) -> int:
+    """What the test signal's tool answers for question ``n``."""
+    return 7 * n
+
+
+def score_tool_marks(spoken: list[Mark], heard: list[Mark]) -> ToolScore:
+    questions = {m.number: m.end / INPUT_RATE for m in spoken if m.kind == "C"}
+    s = ToolScore(asked=len(questions))
+    whole: dict[int, list[int | None]] = {}
+    began: dict[int, float] = {}
+    open_n: int | None = None
+    value: int | None = None
+    for m in heard:
+        if m.kind == "A":
+            open_n, value = m.number, None
+            began.setdefault(m.number, m.start / OUTPUT_RATE)
+        elif m.kind == "D" and open_n is not None:
+            value = m.number
+        elif m.kind == "B" and m.number == open_n:
+            whole.setdefault(m.number, []).append(value)
+            open_n = None
+    for n, end in questions.items():
+        if n in began:
+            s.reply_delay_ms[n] = 1000 * (began[n] - end)
+        answers = whole.get(n, [])
+        if not answers:
+            s.lost.append(n)
+        elif len(answers) > 1:
+            s.twice.append(n)
+        elif answers[0] is None:
+            s.without_result.append(n)
+        elif answers[0] != tool_value(n):
+            s.wrong_result.append(n)
+        else:
+            s.once_with_result += 1
+    return s
+
+
+def score_tools(input_pcm: bytes, output_pcm: bytes) -> ToolScore:
+    """Score a run's tool questions from its input (16 kHz) and speaker timeline (24 kHz)."""
+    spoken = decode_marks(input_pcm, INPUT_RATE)
+    heard = [m for m in decode_marks(output_pcm, OUTPUT_RATE) if m.kind in "ABD"]
+    return score_tool_marks(spoken, heard)

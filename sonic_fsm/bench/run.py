@@ -17,7 +17,7 @@ import resource
 import statistics
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +31,7 @@ from sonic_fsm.bench.script import Line, ReactiveSource, evenly
 from sonic_fsm.emulator.model import Faults
 from sonic_fsm.runner import Conversation, RunResult, percentile
 from sonic_fsm.settings import Settings, replace
+from sonic_fsm.tools import Tool
 
 REALTIME_OVERRIDES = {
     "session_limit_seconds": 40.0,
@@ -74,8 +75,11 @@ def scored_run(
     virtual: bool = True,
     barge_in_at: tuple[int, ...] = (2,),
     late_at: dict[int, float] | None = None,
+    tools: Iterable[Tool] = (),
+    react_with_tool: bool = False,
 ) -> ScoredRun:
-    """Speak ``lines`` (and react at hand-offs), then score what the speaker played."""
+    """Speak ``lines`` (and react at hand-offs), then score what the speaker played.
+    ``tools``: offered besides the settings' (e.g. a test-signal tool with its own timing)."""
     holder: list[Conversation] = []
     sink = TimelineSink(None, settings.audio.output_sample_rate)
 
@@ -93,9 +97,12 @@ def scored_run(
         settings.audio.chunk_frames,
         barge_in_at=barge_in_at,
         late_at=late_at,
+        react_with_tool=react_with_tool,
     )
     log: list[str] = []
-    conv = Conversation(settings, backend or LocalBackend(settings), source, sink, log=log.append)
+    conv = Conversation(
+        settings, backend or LocalBackend(settings), source, sink, log=log.append, tools=tools
+    )
     conv.chunk_cpu_ns = []
     holder.append(conv)
     rss: list[tuple[float, float]] = []

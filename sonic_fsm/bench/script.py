@@ -15,10 +15,26 @@ RATE = 16000
 class Line:
     number: int
     at: float  # seconds from the start
+    tool: bool = False  # a tool question (``*CN#``) rather than an utterance (``*N#``)
+
+    def pcm(self) -> bytes:
+        if self.tool:
+            return testsignal.tool_question(self.number, RATE)
+        return testsignal.utterance(self.number, RATE)
 
 
-def evenly(count: int, spacing: float, first: float = 1.0, start_number: int = 1) -> list[Line]:
-    return [Line(number=start_number + i, at=first + i * spacing) for i in range(count)]
+def evenly(
+    count: int, spacing: float, first: float = 1.0, start_number: int = 1, tool_every: int = 0
+) -> list[Line]:
+    """``count`` lines ``spacing`` s apart; with ``tool_every=k``, every k-th is a tool question."""
+    return [
+        Line(
+            number=start_number + i,
+            at=first + i * spacing,
+            tool=tool_every > 0 and (i + 1) % tool_every == 0,
+        )
+        for i in range(count)
+    ]
 
 
 def render(lines: list[Line], tail_seconds: float = 2.0) -> bytes:
@@ -30,7 +46,7 @@ def render(lines: list[Line], tail_seconds: float = 2.0) -> bytes:
         if at < len(out):
             raise ValueError(f"utterance {line.number} at {line.at}s overlaps the one before")
         out.extend(bytes(at - len(out)))
-        out += testsignal.utterance(line.number, RATE)
+        out += line.pcm()
     out.extend(bytes(int(tail_seconds * RATE) * 2))
     return bytes(out)
 
@@ -40,8 +56,8 @@ class ReactiveSource:
     know a hand-off is under way: when BUFFERING starts it says something more once the
     answer being played has ended (after ``late_at[n]`` seconds at the n-th hand-off, to
     straddle the moment the next session becomes ready), and at the hand-offs listed in
-    ``barge_in_at`` it talks over the answer instead. Everything it says is kept in
-    ``recorded`` for the oracle.
+    ``barge_in_at`` it talks over the answer instead; with ``react_with_tool`` what it says
+    then is a tool question. Everything it says is kept in ``recorded`` for the oracle.
     """
 
     def __init__(
@@ -54,7 +70,9 @@ class ReactiveSource:
         late_at: dict[int, float] | None = None,
         extra_start: int = 1001,
         tail_seconds: float = 3.0,
+        react_with_tool: bool = False,
     ) -> None:
+        self.react_with_tool = react_with_tool
         self.lines = sorted(lines, key=lambda line: line.at)
         self.state = state
         self.speaker_busy = speaker_busy
@@ -94,12 +112,12 @@ class ReactiveSource:
             last_state = state
             due = react_at is not None and t >= react_at and not pending
             if due and not (react_waits_for_quiet and self.speaker_busy()):
-                pending += testsignal.utterance(self.next_extra, RATE)
+                pending += Line(number=self.next_extra, at=t, tool=self.react_with_tool).pcm()
                 self.extras.append(self.next_extra)
                 self.next_extra += 1
                 react_at = None
             while queue and queue[0].at <= t and not pending:
-                pending += testsignal.utterance(queue.pop(0).number, RATE)
+                pending += queue.pop(0).pcm()
                 end = max(end, t + 8.0 + self.tail_seconds)
             chunk = bytes(pending[: self.chunk_bytes]).ljust(self.chunk_bytes, b"\x00")
             del pending[: self.chunk_bytes]

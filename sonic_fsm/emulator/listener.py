@@ -3,8 +3,8 @@
 Works on the audio timeline (sample positions), not on arrival time, so audio replayed in a
 burst is heard exactly as audio spoken live. A turn ends after a pause of
 ``end_of_speech_seconds`` (the session's endpointing); a shorter pause, even between the keys
-of one test-signal utterance, is part of the same turn. The test signal (``*N#`` in DTMF) is
-recognised exactly when the whole sequence lies in one turn; a turn that holds only part of
+of one test-signal utterance, is part of the same turn. The test signal (``*N#`` in DTMF, or the tool
+question ``*CN#``) is recognised exactly when the whole sequence lies in one turn; a turn that holds only part of
 one (the pause inside it was longer than the endpointing, so the turn was split) is heard as
 what it is, ``(keys *1, 0.3 s)``, not as an utterance. Other speech goes to the recogniser when
 there is one (see :mod:`sonic_fsm.emulator.recogniser`) and is otherwise transcribed honestly
@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sonic_fsm.testsignal import DtmfDecoder, MarkParser
+from sonic_fsm.testsignal import TOOL_KEY, DtmfDecoder, MarkParser
 
 RATE = 16000
 BLOCK = RATE // 100  # 10 ms
@@ -53,7 +53,7 @@ class Listener:
         self._audio = bytearray()
         self._decoder = DtmfDecoder(RATE)
         self._parser = MarkParser()
-        self._numbers: list[tuple[int, int]] = []  # (sample, number) of decoded '*N#'
+        self._numbers: list[tuple[int, int, str]] = []  # (sample, number, kind) of '*N#', '*CN#'
         self._keys: list[tuple[int, str]] = []  # (sample, key) of every DTMF key heard
 
     def end_after(self, seconds: float) -> None:
@@ -69,8 +69,8 @@ class Listener:
         keys = self._decoder.feed(pcm)
         self._keys += [(k.start, k.key) for k in keys]
         for mark in self._parser.feed(keys):
-            if mark.kind == "*":
-                self._numbers.append((mark.start, mark.number))
+            if mark.kind in ("*", TOOL_KEY):
+                self._numbers.append((mark.start, mark.number, mark.kind))
         data = self._pending + pcm
         out: list[Heard] = []
         n = len(data) // (2 * BLOCK)
@@ -105,12 +105,14 @@ class Listener:
         return [self._transcribe(self._start, end)]
 
     def _transcribe(self, start: int, end: int) -> Heard:
-        nums = [n for s, n in self._numbers if start - BLOCK <= s < end]
+        nums = [(n, kind) for s, n, kind in self._numbers if start - BLOCK <= s < end]
         keys = "".join(k for s, k in self._keys if start - BLOCK <= s < end)
-        self._numbers = [(s, n) for s, n in self._numbers if s >= end]
+        self._numbers = [x for x in self._numbers if x[0] >= end]
         self._keys = [(s, k) for s, k in self._keys if s >= end]
         if nums:
-            return Heard("utterance", start, end, f"utterance {nums[0]}", nums[0])
+            n, kind = nums[0]
+            said = f"tool question {n}" if kind == TOOL_KEY else f"utterance {n}"
+            return Heard("utterance", start, end, said, n)
         audio = bytes(self._audio[: (end - start) * 2])
         seconds = (end - start) / RATE
         if keys:  # part of an utterance: tones, which no recogniser of words can read

@@ -63,6 +63,7 @@ class Faults:
     die_mid_answer: int | None = None  # the stream fails halfway through this answer (1-based)
     malformed_at_answer: int | None = None  # a malformed output event at this answer
     audio_speed: float | None = None  # overrides the generation speed (slow audio)
+    repeat_tool_use: bool = False  # every toolUse is sent twice, with the same toolUseId
 
 
 @dataclass(order=True)
@@ -120,7 +121,8 @@ class EmulatorSession:
         self.output_rate = OUTPUT_RATE
         self.tools: set[str] = set()  # tool names the promptStart declared
         self._tool_ids = itertools.count(1)
-        self._tool_waits: dict[str, str] = {}  # toolUseId -> tool name, until its result
+        # toolUseId -> (tool name, the question it answers), until its result
+        self._tool_waits: dict[str, tuple[str, str]] = {}
         self._deferred: list[tuple[str, list[tuple[str, str]]]] = []  # asked during a tool wait
         self.conversation: list[tuple[str, str]] = []  # (role, text): history, heard, answered
         self._received_samples = 0
@@ -325,8 +327,8 @@ class EmulatorSession:
                 self._add_history(role, text)
         elif start.get("type") == "TOOL":
             use_id = (start.get("toolResultInputConfiguration") or {}).get("toolUseId")
-            self._tool_waits.pop(str(use_id), None)
-            self._start_answer(self._say(voice.tool_answer(text)), now)
+            _, question = self._tool_waits.pop(str(use_id), ("", ""))
+            self._start_answer(self._say(voice.tool_answer(text, question)), now)
             deferred, self._deferred = self._deferred, []
             for transcript, before in deferred:
                 self._respond(transcript, before, now)
@@ -435,22 +437,22 @@ class EmulatorSession:
             return
         tool = voice.wants_tool(transcript)
         if tool is not None and tool in self.tools:
-            self._use_tool(tool, now)
+            self._use_tool(tool, transcript, now)
             return
         self._start_answer(self._say(voice.reply_text(transcript, before)), now)
 
     def _say(self, text: str) -> Reply:
         return voice.say(text, self.speaker, self.output_rate)
 
-    def _use_tool(self, tool: str, now: float) -> None:
+    def _use_tool(self, tool: str, question: str, now: float) -> None:
         """toolUse in a TOOL block, then nothing until the client's toolResult arrives."""
         if self._phase != "blocks":
             return
         use_id = f"{self.id}-tool-{next(self._tool_ids)}"
-        self._tool_waits[use_id] = tool
+        self._tool_waits[use_id] = (tool, question)
         cid = self._content_id()
         t = max(now, self._busy_until) + self.s.emulator.first_audio_delay_ms / 1000
-        for item in (
+        use = (
             self._ev(
                 "contentStart",
                 contentId=cid,
@@ -458,9 +460,16 @@ class EmulatorSession:
                 role="TOOL",
                 toolUseOutputConfiguration={"mediaType": "application/json"},
             ),
-            self._ev("toolUse", contentId=cid, toolName=tool, toolUseId=use_id, content="{}"),
+            self._ev(
+                "toolUse",
+                contentId=cid,
+                toolName=tool,
+                toolUseId=use_id,
+                content=voice.tool_input(question),
+            ),
             self._ev("contentEnd", contentId=cid, type="TOOL", stopReason="TOOL_USE"),
-        ):
+        )
+        for item in use * 2 if self.faults.repeat_tool_use else use:
             self._schedule(t, item)
         self._busy_until = t
 

@@ -33,6 +33,9 @@ UTTERANCE = re.compile(r"^utterance (\d+)$")
 UNRECOGNISED = re.compile(r"^\(speech, ([\d.]+) s\)$")
 KEYS = re.compile(r"^\(keys ([0-9*#A-D]+), ([\d.]+) s\)$")  # part of a test-signal utterance
 DATE_TIME_TOOL = "getDateAndTimeTool"
+TEST_SIGNAL_TOOL = "testSignalTool"
+TOOL_QUESTION = re.compile(r"^tool question (\d+)$")
+TOOL_ANSWER = re.compile(r"^answer to tool question (\d+): (?:the tool said (\d+)|.*)$")
 
 Speaker = Callable[[str], bytes]
 """Text -> 24 kHz 16-bit mono PCM."""
@@ -51,7 +54,10 @@ def _words(text: str) -> set[str]:
 
 
 def wants_tool(transcript: str) -> str | None:
-    """The tool a question needs before it can be answered: a date or time question."""
+    """The tool a question needs before it can be answered: a test-signal tool question, or
+    a date or time question."""
+    if TOOL_QUESTION.match(transcript):
+        return TEST_SIGNAL_TOOL
     w = _words(transcript)
     asks = bool(w & {"what", "which", "tell", "whats", "what's"})
     if asks and (w & {"time", "date", "day", "today", "clock"}):
@@ -59,10 +65,19 @@ def wants_tool(transcript: str) -> str | None:
     return None
 
 
+def tool_input(transcript: str) -> str:
+    """The input (JSON) the model gives the tool the question needs."""
+    if m := TOOL_QUESTION.match(transcript):
+        return json.dumps({"n": int(m.group(1))})
+    return "{}"
+
+
 def reply_text(transcript: str, conversation: Sequence[tuple[str, str]]) -> str:
     """The answer to ``transcript``, given the conversation before it (role, text)."""
     if m := UTTERANCE.match(transcript):
         return f"answer to utterance {m.group(1)}"
+    if m := TOOL_QUESTION.match(transcript):  # asked without the tool it needs
+        return f"answer to tool question {m.group(1)}: I was given no {TEST_SIGNAL_TOOL}"
     said = [t for role, t in conversation if role == USER]
     w = _words(transcript)
     if m := KEYS.match(transcript):
@@ -99,12 +114,18 @@ def reply_text(transcript: str, conversation: Sequence[tuple[str, str]]) -> str:
     return f"I heard: {transcript.rstrip('.!? ')}."
 
 
-def tool_answer(result: str) -> str:
-    """The answer once the date/time tool's result (a JSON string) has come back."""
+def tool_answer(result: str, question: str = "") -> str:
+    """The answer to ``question`` once its tool's result (a JSON string) has come back."""
     try:
         data = json.loads(result)
     except ValueError:
         data = result
+    if m := TOOL_QUESTION.match(question):
+        value = data.get("value") if isinstance(data, dict) else None
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+            return f"answer to tool question {m.group(1)}: the tool said {value}"
+        error = data.get("error") if isinstance(data, dict) else None
+        return f"answer to tool question {m.group(1)}: the tool gave no result ({error or data})"
     if isinstance(data, dict) and ("date" in data or "time" in data):
         parts = [str(data[k]) for k in ("date", "time") if k in data]
         zone = f" ({data['timezone']})" if data.get("timezone") else ""
@@ -191,8 +212,16 @@ def _marked_answer(n: int, rate: int) -> bytes:
     return testsignal.answer(n, rate)
 
 
+@functools.lru_cache(maxsize=64)
+def _marked_tool_answer(n: int, value: int | None, rate: int) -> bytes:
+    return testsignal.tool_answer(n, value, rate)
+
+
 def say(text: str, speak: Speaker | None = None, rate: int = RATE) -> Reply:
     """``text`` with its audio at ``rate``: the marked test-signal answer, or speech."""
     if m := ANSWER.match(text):
         return Reply(text, _marked_answer(int(m.group(1)), rate))
+    if m := TOOL_ANSWER.match(text):
+        value = int(m.group(2)) if m.group(2) is not None else None
+        return Reply(text, _marked_tool_answer(int(m.group(1)), value, rate))
     return Reply(text, resample((speak or default_speaker())(text), RATE, rate))
