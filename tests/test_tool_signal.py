@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from test_emulator import P, Feeder, opened
+from test_emulator import Feeder, P, opened
 
 from sonic_fsm import protocol as pr
 from sonic_fsm import testsignal
