@@ -3,12 +3,12 @@
 Works on the audio timeline (sample positions), not on arrival time, so audio replayed in a
 burst is heard exactly as audio spoken live. A turn ends after a pause of
 ``end_of_speech_seconds`` (the session's endpointing); a shorter pause, even between the keys
-of one test-signal utterance, is part of the same turn. The test signal (``*N#`` in DTMF, or the tool
-question ``*CN#``) is recognised exactly when the whole sequence lies in one turn; a turn that holds only part of
-one (the pause inside it was longer than the endpointing, so the turn was split) is heard as
-what it is, ``(keys *1, 0.3 s)``, not as an utterance. Other speech goes to the recogniser when
-there is one (see :mod:`sonic_fsm.emulator.recogniser`) and is otherwise transcribed honestly
-as what it is, ``(speech, 2.4 s)``.
+of one test-signal utterance, is part of the same turn. The test signal (``*N#`` in DTMF, or
+the tool question ``*CN#``) is recognised exactly when the whole sequence lies in one turn; a
+turn that holds only part of one (the pause inside it was longer than the endpointing, so the
+turn was split) is heard as what it is, ``(keys *1, 0.3 s)``, not as an utterance. Other speech
+goes to the recogniser when there is one (see :mod:`sonic_fsm.emulator.recogniser`) and is
+otherwise transcribed honestly as what it is, ``(speech, 2.4 s)``.
 """
 
 from __future__ import annotations
