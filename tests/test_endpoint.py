@@ -276,10 +276,19 @@ async def sdk_client(url: str, secret: str = CREDS.secret_access_key) -> Any:
     return AsyncBedrockRuntimeClient(config=config)
 
 
-class SdkStream:
-    """The smallest adapter over the SDK's stream, for tests."""
+SDK_CLOSE_TIMEOUT_S = 10.0
 
-    def __init__(self, stream: Any) -> None:
+
+class SdkStream:
+    """The smallest adapter over the SDK's stream, for tests.
+
+    Every way out of it is bounded: :meth:`finish` closes in the order that works within
+    ``SDK_CLOSE_TIMEOUT_S`` and otherwise fails the test; :meth:`release` (for a stream
+    that failed) closes the client's transport, which ends whatever the CRT still waits on.
+    """
+
+    def __init__(self, client: Any, stream: Any) -> None:
+        self.client = client
         self.stream = stream
         self.receiver: Any = None
 
@@ -288,7 +297,8 @@ class SdkStream:
         from aws_sdk_bedrock_runtime.models import InvokeModelWithBidirectionalStreamOperationInput
 
         op = InvokeModelWithBidirectionalStreamOperationInput(model_id=model_id)
-        return cls(await asyncio.wait_for(client.invoke_model_with_bidirectional_stream(op), 10))
+        stream = await asyncio.wait_for(client.invoke_model_with_bidirectional_stream(op), 10)
+        return cls(client, stream)
 
     async def send(self, event: dict[str, Any]) -> None:
         from aws_sdk_bedrock_runtime.models import (
@@ -309,12 +319,37 @@ class SdkStream:
 
     async def finish(self) -> list[dict[str, Any]]:
         """Close the input, drain the output, close the stream (the order that works)."""
-        await self.stream.input_stream.close()
-        rest = []
-        while (event := await self.receive()) is not None:
-            rest.append(event)
-        await self.stream.close()
+        rest: list[dict[str, Any]] = []
+        try:
+            async with asyncio.timeout(SDK_CLOSE_TIMEOUT_S):
+                await self.stream.input_stream.close()
+                while (event := await self.receive()) is not None:
+                    rest.append(event)
+                await self.stream.close()
+        except TimeoutError:
+            await self.release()
+            pytest.fail(f"the SDK's stream did not close within {SDK_CLOSE_TIMEOUT_S:g} s")
         return rest
+
+    async def release(self) -> None:
+        """End the stream whatever state it is in, within a bounded time."""
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.stream.input_stream.close(), 2)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.stream.close(), 2)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.client.close(), 2)
+        # The CRT's request-body writer (it holds no reference of ours) ends with the
+        # transport; cancel one that still waits so the loop can finish.
+        writers = [
+            t
+            for t in asyncio.all_tasks()
+            if "request_body" in getattr(t.get_coro(), "__qualname__", "")
+        ]
+        for task in writers:
+            task.cancel()
+        if writers:
+            await asyncio.wait(writers, timeout=2)
 
 
 @pytest.fixture
@@ -373,9 +408,7 @@ def test_sdk_raises_the_modeled_exception_echo(tls_files: TlsFiles, trust: None)
         try:
             await s.receive()
         finally:
-            with contextlib.suppress(Exception):
-                await s.stream.input_stream.close()
-            await s.stream.close()
+            await s.release()
 
     with (
         serving(tls_files, EchoBackend()) as (endpoint, _),
@@ -649,15 +682,43 @@ def test_sdk_raises_a_validation_exception_from_the_emulator(
             while await s.receive() is not None:
                 pass
         finally:
-            with contextlib.suppress(Exception):
-                await s.stream.input_stream.close()
-            await s.stream.close()
+            await s.release()
 
     with (
         serving(tls_files, LocalBackend(fast_settings())) as (endpoint, _),
         pytest.raises(ValidationException, match="promptStart"),
     ):
         run(go(endpoint.url), timeout=15)
+
+
+def test_a_stream_opened_before_the_servers_settings_still_gets_its_window(
+    tls_files: TlsFiles, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The CRT can open its stream before it applies the server's SETTINGS, and then never
+    widens that stream's window past HTTP/2's default 65,535 bytes. A server that grants
+    its stream window only through SETTINGS_INITIAL_WINDOW_SIZE believes the client may
+    send 1 MB, the client believes 64 KB: after 64 KB of audio the input stalls for good
+    (the SDK's ``input_stream.close()`` then waits forever for its buffer to drain)."""
+    import h2.connection
+
+    # A client that ignores a SETTINGS change of the initial window, as the CRT did.
+    monkeypatch.setattr(
+        h2.connection.H2Connection, "_flow_control_change_from_settings", lambda *a: None
+    )
+
+    async def go(endpoint: Endpoint) -> list[dict[str, Any]]:
+        client = await wire(endpoint, tls_files)
+        try:
+            s = await client.open()
+            events = await one_turn(s, 5, timeout=5)  # about 170 KB of audio
+            await end_session(s)
+            await s.close()
+            return events
+        finally:
+            await client.aclose()
+
+    with serving(tls_files, LocalBackend(fast_settings())) as (endpoint, _):
+        assert_turn(run(go(endpoint), timeout=20), 5)
 
 
 @pytest.mark.parametrize("client_kind", ["sdk", "wire"])
@@ -806,7 +867,7 @@ def test_a_frame_altered_after_the_sdk_signed_it_is_refused(
         try:
             await s.receive()
         finally:
-            await s.stream.close()
+            await s.release()
         return first
 
     with serving(tls_files, EchoBackend()) as (endpoint, thread):

@@ -46,6 +46,7 @@ PATH_PREFIX = "/model/"
 PATH_SUFFIX = "/invoke-with-bidirectional-stream"
 EVENT_STREAM = "application/vnd.amazon.eventstream"
 MAX_CONCURRENT_STREAMS = 256
+DEFAULT_WINDOW = 65535  # HTTP/2's initial window, which we never change by SETTINGS
 STREAM_WINDOW = 1 << 20  # what we let a client send ahead, per stream
 CONNECTION_WINDOW = 16 << 20  # and on the whole connection
 OUTPUT_END_TIMEOUT_S = 30.0  # after the input closed, the longest the output may take to end
@@ -172,17 +173,20 @@ class _Connection:
                 await self.writer.drain()
 
     async def run(self) -> None:
+        # The stream window is opened per stream with WINDOW_UPDATE, not announced with
+        # SETTINGS_INITIAL_WINDOW_SIZE: the CRT client can open a stream before it applies
+        # our SETTINGS and then keeps that stream's window at the default 65,535 bytes,
+        # while we believe we granted more; its input then stalls for good at 64 KB.
         self.h2.local_settings = h2.settings.Settings(
             client=False,
             initial_values={
                 h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: MAX_CONCURRENT_STREAMS,
-                h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: STREAM_WINDOW,
             },
         )
         self.h2.initiate_connection()
         # Many streams share one connection: a 64 KB connection window would make every
         # stream's audio wait for the others' WINDOW_UPDATEs (head-of-line blocking).
-        self.h2.increment_flow_control_window(CONNECTION_WINDOW - 65535)
+        self.h2.increment_flow_control_window(CONNECTION_WINDOW - DEFAULT_WINDOW)
         await self.drain()
         try:
             while not self.closed:
@@ -243,6 +247,9 @@ class _Connection:
         if isinstance(event, h2.events.RequestReceived):
             stream = _Stream(self, event.stream_id)
             self.streams[event.stream_id] = stream
+            self.h2.increment_flow_control_window(
+                STREAM_WINDOW - DEFAULT_WINDOW, stream_id=event.stream_id
+            )
             headers = {str(k): str(v) for k, v in (event.headers or [])}
             # The request is checked now, before this batch's DATA events: the chunk
             # chain starts at the request's signature.
