@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import json
+import os
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -12,6 +15,14 @@ from typing import Any
 from sonic_fsm import settings as st
 
 DEFAULT_SPEAKER = "default"
+
+# Exit codes (the README lists them).
+EXIT_OK = 0  # the conversation ended as asked: its input ended, or it was stopped
+EXIT_SCORE = 1  # score found an utterance lost or answered twice (also: a crash)
+EXIT_USAGE = 2  # bad input: a setting, a file, a device, the command line; one line
+EXIT_RETRIES = 3  # the service kept failing and the retries ran out
+EXIT_REFUSED = 4  # the service refused for good: credentials, access, the model, a request
+# Interrupted by SIGINT or SIGTERM: 128 + the signal (130, 143), after writing everything.
 
 
 def _settings_args(p: argparse.ArgumentParser) -> None:
@@ -112,6 +123,53 @@ def cmd_tui(args: argparse.Namespace) -> int:
     return main(_load(args, extra), mic=_mic(args), speaker=args.speaker)
 
 
+def check_output(path: str, what: str) -> None:
+    """A file we will write at the end must be writable now, before any work is done."""
+    p = Path(path)
+    parent = p.parent if str(p.parent) else Path(".")
+    if p.is_dir():
+        raise UsageError(f"{what} {p}: is a folder; name a file to write")
+    if not parent.is_dir():
+        raise UsageError(f"{what} {p}: its folder {parent} does not exist")
+    if not os.access(parent, os.W_OK | os.X_OK) or (p.exists() and not os.access(p, os.W_OK)):
+        raise UsageError(f"{what} {p}: not allowed to write it")
+
+
+async def run_until_signalled(conv: Any, caught: list[int]) -> Any:
+    """Run ``conv``; SIGINT and SIGTERM end it properly (sessions closed, speaker WAV and
+    recordings written, the final line printed). A second signal acts at once."""
+    loop = asyncio.get_running_loop()
+
+    def on_signal(signum: int) -> None:
+        caught.append(signum)
+        loop.remove_signal_handler(signum)
+        conv.request_stop(f"interrupted ({signal.Signals(signum).name})")
+
+    handled = (signal.SIGINT, signal.SIGTERM)
+    for signum in handled:
+        loop.add_signal_handler(signum, on_signal, signum)
+    try:
+        return await conv.run()
+    finally:
+        for signum in handled:
+            loop.remove_signal_handler(signum)
+
+
+def exit_code(result: Any, caught: list[int]) -> int:
+    """The exit status of a finished run: see the EXIT_* codes."""
+    from sonic_fsm import runner
+
+    if result.ended_because == runner.SIGNAL and caught:
+        return 128 + caught[0]
+    return {runner.RETRIES_EXHAUSTED: EXIT_RETRIES, runner.REFUSED: EXIT_REFUSED}.get(
+        result.ended_because, EXIT_OK
+    )
+
+
+def _log_line(line: str) -> None:
+    print(line, flush=True)  # a killed run keeps its log up to its last line
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     if not args.headless:
         return cmd_tui(args)
@@ -126,21 +184,28 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not mic:
         raise UsageError("--headless needs --mic (a WAV file, talker or null)")
     speaker = args.speaker or "null"
-    conv = build_conversation(settings, mic, speaker, log=print, talker_repeats=False)
-    result = clock.run(conv.run(), virtual=args.fast)
+    if args.score and (not speaker.lower().endswith(".wav") or not mic.lower().endswith(".wav")):
+        raise UsageError("--score needs --mic and --speaker WAV files")
+    if speaker.lower().endswith(".wav"):
+        check_output(speaker, "--speaker")
+    if args.metrics_json:
+        check_output(args.metrics_json, "--metrics-json")
+    conv = build_conversation(settings, mic, speaker, log=_log_line, talker_repeats=False)
+    caught: list[int] = []
+    result = clock.run(run_until_signalled(conv, caught), virtual=args.fast)
     if args.score:
         from sonic_fsm.audio.wav import read_wav
         from sonic_fsm.bench import oracle
 
-        if not speaker.lower().endswith(".wav") or not args.mic.lower().endswith(".wav"):
-            raise UsageError("--score needs --mic and --speaker WAV files")
-        s = oracle.score(read_wav(args.mic), read_wav(speaker, settings.audio.output_sample_rate))
+        s = oracle.score(read_wav(mic), read_wav(speaker, settings.audio.output_sample_rate))
         result.metrics["oracle"] = s.as_dict()
     text = dumps(result)
     print(text)
+    if result.error:
+        print(f"sonic-fsm: the conversation stopped: {result.error}", file=sys.stderr)
     if args.metrics_json:
         Path(args.metrics_json).write_text(text + "\n")
-    return 0
+    return exit_code(result, caught)
 
 
 def cmd_diagram(args: argparse.Namespace) -> int:
@@ -148,6 +213,7 @@ def cmd_diagram(args: argparse.Namespace) -> int:
 
     text = render()
     if args.output:
+        check_output(args.output, "diagram --output")
         Path(args.output).write_text(text)
     else:
         sys.stdout.write(text)
@@ -160,6 +226,7 @@ def cmd_signal(args: argparse.Namespace) -> int:
 
     if args.count < 1 or args.spacing <= 0:
         raise UsageError("signal: --count must be at least 1 and --spacing positive")
+    check_output(args.output, "signal --output")
     try:
         pcm = script.render(script.evenly(args.count, args.spacing, args.first))
     except ValueError as e:
@@ -175,7 +242,7 @@ def cmd_score(args: argparse.Namespace) -> int:
 
     s = oracle.score(read_wav(args.mic), read_wav(args.speaker, oracle.OUTPUT_RATE))
     print(json.dumps(s.as_dict(), indent=2))
-    return 0 if not s.lost and not s.answered_twice else 1
+    return EXIT_OK if not s.lost and not s.answered_twice else EXIT_SCORE
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -224,7 +291,7 @@ def main(argv: list[str] | None = None) -> int:
         return int(func(args) or 0)
     except _user_errors() as e:
         print(f"sonic-fsm: {e}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     except KeyboardInterrupt:
         return 130
 

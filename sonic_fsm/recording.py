@@ -27,13 +27,14 @@ import json
 import logging
 import os
 import re
-import struct
 import time
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from sonic_fsm.audio.wav import WavWriter
 
 log = logging.getLogger(__name__)
 
@@ -87,36 +88,15 @@ def _create(path: Path, flags: int = 0) -> int:
     return fd
 
 
-def _mkdir(path: Path) -> None:
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+def _mkdir_own(path: Path) -> None:
+    """Create the conversation's own folder 0700 (whatever the umask). Only a folder made
+    here is chmod-ed: the output folder may be shared (a 1777 temporary folder, a 2775
+    group folder) and keeps its mode."""
+    try:
+        path.mkdir(mode=0o700)
+    except FileExistsError:
+        return  # made by an earlier recorder of this conversation
     os.chmod(path, 0o700)
-
-
-class WavWriter:
-    """16-bit mono WAV appended chunk by chunk, its header rewritten after each chunk."""
-
-    def __init__(self, path: Path, rate: int) -> None:
-        self.path, self.rate = path, rate
-        self.data_bytes = 0
-        self._fd = _create(path)
-        header = struct.pack(
-            "<4sI4s4sIHHIIHH4sI",
-            b"RIFF", 36, b"WAVE", b"fmt ", 16, 1, 1, rate, rate * 2, 2, 16, b"data", 0,
-        )  # fmt: skip
-        os.write(self._fd, header)
-
-    def write(self, pcm: bytes) -> None:
-        if self._fd < 0 or not pcm:
-            return
-        os.write(self._fd, pcm)
-        self.data_bytes += len(pcm)
-        os.pwrite(self._fd, struct.pack("<I", 36 + self.data_bytes), 4)
-        os.pwrite(self._fd, struct.pack("<I", self.data_bytes), 40)
-
-    def close(self) -> None:
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
 
 
 @dataclass
@@ -164,8 +144,8 @@ class SessionRecorder:
         name = conversation or f"conversation_{stamp}_{os.getpid()}"
         self.folder = Path(output_dir) / name
         try:
-            _mkdir(Path(output_dir))
-            _mkdir(self.folder)
+            Path(output_dir).mkdir(mode=0o700, parents=True, exist_ok=True)
+            _mkdir_own(self.folder)
         except OSError as e:
             raise RecordingError(
                 f"recording folder {self.folder}: cannot be created ({e.strerror or e})"
@@ -291,8 +271,8 @@ class SessionRecorder:
                 opened_wall=time.time(),
                 history=history if history is not None else [],
                 events=_create(paths["events"], os.O_APPEND),
-                user=WavWriter(paths["user_audio"], self.input_rate),
-                assistant=WavWriter(paths["assistant_audio"], self.output_rate),
+                user=WavWriter(paths["user_audio"], self.input_rate, private=True),
+                assistant=WavWriter(paths["assistant_audio"], self.output_rate, private=True),
             )
             self._sessions[session_id] = s
         elif history is not None:

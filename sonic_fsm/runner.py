@@ -36,6 +36,15 @@ MAX_TAIL_SECONDS = 60.0  # a headless run never waits longer than this after its
 
 _CLOSE = object()
 
+# Why a conversation ended (``ended_because`` in its metrics). The first three are endings
+# someone asked for; the last two are failures, and the command exits non-zero for them.
+INPUT_ENDED = "input_ended"  # the input ran out and what it asked for was played
+OPERATOR = "operator"  # stopped from the dashboard
+SIGNAL = "signal"  # SIGINT or SIGTERM
+RETRIES_EXHAUSTED = "retries_exhausted"  # the service kept failing; the retries ran out
+REFUSED = "refused"  # the service refused for good (credentials, access, a bad request)
+CANCELLED = "cancelled"  # the run was cancelled before it could end
+
 
 @dataclass
 class RunResult:
@@ -44,6 +53,9 @@ class RunResult:
     reason: str
     seconds: float
     metrics: dict[str, Any] = field(default_factory=dict)
+    ended_because: str = INPUT_ENDED
+    error: str | None = None
+    """The last session failure, ``Code: message``, when the conversation ended for one."""
 
 
 class _SessionWorker:
@@ -173,6 +185,9 @@ class Conversation:
         self._input_ended_at: float | None = None
         self._quiet_since: float | None = None
         self._stopped: str | None = None
+        self._ended_because: str | None = None  # set when this adapter asked for the end
+        self._stop_request: str | None = None
+        self._last_failure: ev.SessionFailed | None = None
         self.engine_events = 0
         self.chunk_cpu_ns: list[int] | None = None  # set to a list to measure the engine
 
@@ -192,6 +207,13 @@ class Conversation:
             self.queue.put_nowait(event)
         else:
             self._loop.call_soon_threadsafe(self.queue.put_nowait, event)
+
+    def request_stop(self, reason: str) -> None:
+        """End the conversation properly, as soon as the consumer runs (a signal handler on
+        the loop's thread calls this): sessions closed, outputs written, the final line."""
+        if self._stop_request is None:
+            self._stop_request = reason
+            self.post(ev.Tick())
 
     def session_summary(self, session_id: str) -> dict[str, Any]:
         sess = self.engine.sessions.get(session_id) if self.engine else None
@@ -249,6 +271,10 @@ class Conversation:
                 self.engine_events += 1
                 if isinstance(event, ev.Operator) and event.command.startswith("recording_"):
                     self._set_recording(event.command == "recording_on")
+                if isinstance(event, ev.Operator) and event.command == "stop":
+                    self._ended_because = self._ended_because or OPERATOR
+                if isinstance(event, ev.SessionFailed):
+                    self._last_failure = event
                 before = self.engine.next_deadline()
                 if self.chunk_cpu_ns is not None and isinstance(event, ev.MicFrame):
                     t = time.process_time_ns()
@@ -259,16 +285,34 @@ class Conversation:
                 self._apply(effects)
                 if self.engine.next_deadline() != before:
                     self._rearm.set()
+                if self._stop_request is not None and self._stopped is None:
+                    self._ended_because = self._ended_because or SIGNAL
+                    self._apply(self.engine.end(self._stop_request, self.now()))
                 self._check_finished()
         finally:
             mic.cancel()
             timer.cancel()
             if self.engine.state is not State.STOPPED:
-                self._apply(self.engine.end(self._stopped or "cancelled", self.now()))
+                self._ended_because = self._ended_because or CANCELLED
+                self._apply(self.engine.end(self._stopped or CANCELLED, self.now()))
             await self._shutdown()
+        ended = self._ended_because or self._failure_kind()
+        failure = self._last_failure
+        failed = ended in (RETRIES_EXHAUSTED, REFUSED)
+        error = f"{failure.code}: {failure.message}" if failure and failed else None
+        metrics = {"ended_because": ended, **({"error": error} if error else {}), **self.metrics()}
         return RunResult(
-            reason=self._stopped or "cancelled", seconds=self.now() - start, metrics=self.metrics()
+            reason=self._stopped or CANCELLED,
+            seconds=self.now() - start,
+            metrics=metrics,
+            ended_because=ended,
+            error=error,
         )
+
+    def _failure_kind(self) -> str:
+        """The engine stopped by itself: because the service refused, or kept failing."""
+        failure = self._last_failure
+        return REFUSED if failure is not None and not failure.retryable else RETRIES_EXHAUSTED
 
     # ---- workers -----------------------------------------------------------------------
 
@@ -378,6 +422,7 @@ class Conversation:
             quiet and self._quiet_since is not None and now - self._quiet_since >= SETTLE_SECONDS
         )
         if settled or now - self._input_ended_at >= MAX_TAIL_SECONDS:
+            self._ended_because = self._ended_because or INPUT_ENDED
             self._apply(engine.end("the input ended", now))
 
     async def _shutdown(self) -> None:

@@ -8,11 +8,12 @@ top level); what the seed lacked lives in small sections. Every problem is repor
 from __future__ import annotations
 
 import dataclasses
+import math
 import tomllib
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 
 class SettingsError(ValueError):
@@ -208,28 +209,91 @@ def _nest(key: str, value: Any) -> dict[str, Any]:
     return out
 
 
+# Every number's range, inclusive: (lowest, highest, unit). A value outside it, NaN or an
+# infinity is refused at load with one line. A new numeric setting adds a row here (a test
+# fails until it does) and its range to its comment in settings.toml.
+class Range(NamedTuple):
+    low: float
+    high: float
+    unit: str = ""
+    off: float | None = None  # one more value allowed outside the range, meaning "not set"
+
+
+RANGES: dict[str, Range] = {
+    "transition_threshold_seconds": Range(1, 86_400, "s"),
+    "audio_buffer_duration_seconds": Range(0.5, 600, "s"),
+    "audio_start_timeout_seconds": Range(0.5, 3_600, "s"),
+    "next_session_ready_timeout_seconds": Range(0.5, 600, "s"),
+    "session_limit_seconds": Range(5, 86_400, "s"),
+    "hard_deadline_margin_seconds": Range(0, 3_600, "s"),
+    "history.max_text_input_bytes": Range(16, 1_048_576, "bytes"),
+    "history.max_total_bytes": Range(64, 16_777_216, "bytes"),
+    "history.max_messages": Range(1, 10_000, "messages"),
+    "audio.chunk_frames": Range(160, 16_000, "frames"),
+    "audio.half_duplex_margin_db": Range(0, 60, "dB"),
+    "backend.max_tokens": Range(1, 65_536, "tokens"),
+    "backend.top_p": Range(0, 1, ""),
+    "backend.temperature": Range(0, 1, ""),
+    "backend.open_timeout_seconds": Range(0.1, 600, "s"),
+    "backend.close_timeout_seconds": Range(0.1, 600, "s"),
+    "backend.max_retries": Range(0, 100, "retries"),
+    "backend.retry_base_seconds": Range(0.01, 60, "s"),
+    "backend.retry_max_seconds": Range(0.01, 3_600, "s"),
+    "emulator.silence_timeout_seconds": Range(1, 86_400, "s"),
+    "emulator.end_of_speech_ms": Range(50, 10_000, "ms", off=0),  # 0: follow the endpointing
+    "emulator.speed": Range(0.1, 1_000, "times real time"),
+    "emulator.first_audio_delay_ms": Range(0, 60_000, "ms"),
+    "tools.timeout_seconds": Range(0.1, 600, "s"),
+    "tools.max_threads": Range(1, 64, "threads"),
+    "tools.test_tool_seconds": Range(0, 60, "s"),
+}
+
+# Settings that take one of a few values (numbers or words).
+CHOICES: dict[str, tuple[Any, ...]] = {
+    "audio.input_sample_rate": (16000,),  # what Nova Sonic takes
+    "audio.output_sample_rate": (8000, 16000, 24000),
+    "backend.kind": ("emulator", "bedrock"),
+    "backend.endpointing_sensitivity": ("", "HIGH", "MEDIUM", "LOW"),
+    "emulator.voice": ("auto", "espeak", "synthetic"),
+    "emulator.recogniser": ("auto", "none", "pocketsphinx"),
+}
+
+
+def get(s: Settings, key: str) -> Any:
+    """The value of a dotted key."""
+    obj: Any = s
+    for part in key.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def _number(value: float) -> str:
+    return f"{int(value):,}" if value == int(value) else f"{value:g}"
+
+
+def range_text(key: str) -> str:
+    """``from 1 to 86,400 s``: how a range reads, in errors and in settings.toml."""
+    r = RANGES[key]
+    text = f"from {_number(r.low)} to {_number(r.high)}{f' {r.unit}' if r.unit else ''}"
+    return text if r.off is None else f"{_number(r.off)}, or {text}"
+
+
+def _check_ranges(s: Settings) -> None:
+    for key, r in RANGES.items():
+        value = get(s, key)
+        ok = math.isfinite(value) and (r.low <= value <= r.high or value == r.off)
+        if not ok:
+            raise SettingsError(f"setting {key}: must be {range_text(key)}, got {value}")
+    for key, allowed in CHOICES.items():
+        value = get(s, key)
+        if value not in allowed:
+            names = ", ".join(repr(a) if isinstance(a, str) else str(a) for a in allowed)
+            raise SettingsError(f"setting {key}: must be one of {names}, got {value!r}")
+
+
 def validate(s: Settings) -> Settings:
-    """Reject impossible combinations, one line each."""
-    positive = {
-        "transition_threshold_seconds": s.transition_threshold_seconds,
-        "audio_buffer_duration_seconds": s.audio_buffer_duration_seconds,
-        "audio_start_timeout_seconds": s.audio_start_timeout_seconds,
-        "next_session_ready_timeout_seconds": s.next_session_ready_timeout_seconds,
-        "session_limit_seconds": s.session_limit_seconds,
-        "audio.chunk_frames": s.audio.chunk_frames,
-        "history.max_text_input_bytes": s.history.max_text_input_bytes,
-        "history.max_total_bytes": s.history.max_total_bytes,
-        "history.max_messages": s.history.max_messages,
-        "emulator.speed": s.emulator.speed,
-        "backend.open_timeout_seconds": s.backend.open_timeout_seconds,
-        "tools.timeout_seconds": s.tools.timeout_seconds,
-        "tools.max_threads": s.tools.max_threads,
-    }
-    for key, value in positive.items():
-        if value <= 0:
-            raise SettingsError(f"setting {key}: must be positive, got {value}")
-    if s.hard_deadline_margin_seconds < 0:
-        raise SettingsError("setting hard_deadline_margin_seconds: must not be negative")
+    """Reject values out of range and impossible combinations, one line each."""
+    _check_ranges(s)
     if s.transition_threshold_seconds >= s.session_limit_seconds:
         raise SettingsError(
             "setting transition_threshold_seconds: must be below session_limit_seconds "
@@ -240,28 +304,11 @@ def validate(s: Settings) -> Settings:
             "setting hard_deadline_margin_seconds: the hard deadline (limit minus margin, "
             f"{s.hard_deadline_seconds} s) must come after the threshold"
         )
-    if s.audio.input_sample_rate != 16000:
-        raise SettingsError("setting audio.input_sample_rate: Nova Sonic takes 16000 Hz input")
-    if s.audio.output_sample_rate not in (8000, 16000, 24000):
-        raise SettingsError("setting audio.output_sample_rate: must be 8000, 16000 or 24000")
-    if s.backend.kind not in ("emulator", "bedrock"):
+    if s.backend.retry_max_seconds < s.backend.retry_base_seconds:
         raise SettingsError(
-            f"setting backend.kind: must be 'emulator' or 'bedrock', got {s.backend.kind!r}"
+            "setting backend.retry_max_seconds: must not be below backend.retry_base_seconds "
+            f"({s.backend.retry_max_seconds} < {s.backend.retry_base_seconds})"
         )
-    if s.backend.endpointing_sensitivity not in ("", "HIGH", "MEDIUM", "LOW"):
-        raise SettingsError("setting backend.endpointing_sensitivity: HIGH, MEDIUM, LOW or empty")
-    if s.emulator.end_of_speech_ms < 0:
-        raise SettingsError(
-            "setting emulator.end_of_speech_ms: must not be negative (0: follow the endpointing)"
-        )
-    if s.backend.max_retries < 0:
-        raise SettingsError("setting backend.max_retries: must not be negative")
-    if s.emulator.voice not in ("auto", "espeak", "synthetic"):
-        raise SettingsError("setting emulator.voice: must be auto, espeak or synthetic")
-    if s.emulator.recogniser not in ("auto", "none", "pocketsphinx"):
-        raise SettingsError("setting emulator.recogniser: must be auto, none or pocketsphinx")
-    if s.tools.test_tool_seconds < 0:
-        raise SettingsError("setting tools.test_tool_seconds: must not be negative")
     if s.emulator.faults:
         from sonic_fsm.backends.local import parse_fault_plan  # local imports settings
 
@@ -275,9 +322,17 @@ def load(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] 
     if path is not None:
         p = Path(path)
         try:
-            data = tomllib.loads(p.read_text())
+            data = tomllib.loads(p.read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise SettingsError(f"settings file {p}: not found") from None
+        except IsADirectoryError:
+            raise SettingsError(f"settings file {p}: is a folder, not a TOML file") from None
+        except UnicodeDecodeError as e:
+            raise SettingsError(
+                f"settings file {p}: not UTF-8 text (byte {e.start}); save it as UTF-8"
+            ) from None
+        except OSError as e:
+            raise SettingsError(f"settings file {p}: cannot read it ({e.strerror})") from None
         except tomllib.TOMLDecodeError as e:
             raise SettingsError(f"settings file {p}: not valid TOML ({e})") from None
         _apply(s, data, "")

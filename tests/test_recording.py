@@ -244,3 +244,17 @@ def test_recording_survives_a_kill(tmp_path: Path) -> None:
     # the header covers every logged chunk (audio is written before its log line)
     assert rate == 16000 and len(audio) * 2048 <= len(frames) <= (len(audio) + 1) * 2048
     assert frames[:2048] == bytes(range(256)) * 8
+
+
+@pytest.mark.parametrize("mode", [0o1777, 0o2775, 0o755])
+def test_an_existing_output_folder_keeps_its_mode(tmp_path: Path, mode: int) -> None:
+    """A shared folder (the system's temporary folder, a group folder) is never chmod-ed:
+    only the conversation's own folder, created here, is 0700."""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    os.chmod(shared, mode)
+    rec = SessionRecorder(shared, conversation="conv")
+    play_two_sessions(rec)
+    assert stat.S_IMODE(shared.stat().st_mode) == mode
+    assert stat.S_IMODE(rec.folder.stat().st_mode) == 0o700
+    assert rec.folder.parent == shared

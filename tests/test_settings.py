@@ -49,13 +49,13 @@ def test_override_of_a_bare_word_is_a_string() -> None:
         (["transition_threshold_seconds=soon"], "expected float, got str"),
         (["enable_session_recording=1"], "expected bool, got int"),
         (["transition_threshold_seconds=500"], "must be below session_limit_seconds"),
-        (["audio_buffer_duration_seconds=0"], "audio_buffer_duration_seconds: must be positive"),
+        (["audio_buffer_duration_seconds=0"], "audio_buffer_duration_seconds: must be from 0.5"),
         (["hard_deadline_margin_seconds=200"], "hard deadline"),
-        (["backend.kind=cloud"], "backend.kind: must be 'emulator' or 'bedrock'"),
+        (["backend.kind=cloud"], "backend.kind: must be one of 'emulator', 'bedrock'"),
         (["audio.input_sample_rate=8000"], "16000"),
         (["session_limit_seconds"], "expected KEY=VALUE"),
         (["emulator.faults=2:explode"], "unknown fault 'explode'"),
-        (["emulator.voice=loud"], "emulator.voice: must be auto, espeak or synthetic"),
+        (["emulator.voice=loud"], "emulator.voice: must be one of 'auto', 'espeak', 'synthetic'"),
     ],
 )
 def test_each_kind_of_error_is_one_line_naming_the_key(overrides, message) -> None:
@@ -86,3 +86,77 @@ def test_file_errors(tmp_path: Path) -> None:
     unknown.write_text("[history]\nmax_bytes = 3\n")
     with pytest.raises(st.SettingsError, match=r"setting history\.max_bytes: unknown key"):
         st.load(unknown)
+
+
+def _default(key: str) -> object:
+    obj: object = st.Settings()
+    for part in key.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def _numeric_keys() -> list[str]:
+    return [k for k in st.all_keys() if type(_default(k)) in (int, float) and k not in st.CHOICES]
+
+
+def test_every_number_has_a_range_and_settings_toml_states_it() -> None:
+    """A new numeric setting adds a row to RANGES (this fails until it does) and writes the
+    range into its comment in settings.toml."""
+    assert set(_numeric_keys()) == set(st.RANGES)
+    comments: dict[str, str] = {}
+    section, block = "", []
+    for line in (ROOT / "settings.toml").read_text().splitlines():
+        line = line.strip()
+        if line.startswith("#"):
+            block.append(line)
+        elif line.startswith("["):
+            section, block = line.strip("[]") + ".", []
+        elif "=" in line:
+            comments[section + line.split("=")[0].strip()] = " ".join(block)
+            block = []
+    for key in st.RANGES:
+        assert f"Range: {st.range_text(key)}" in comments[key].replace("# ", ""), key
+    for key in st.RANGES:  # the defaults sit inside their ranges
+        low, high, _ = st.RANGES[key]
+        assert low <= _default(key) <= high, key  # type: ignore[operator]
+
+
+@pytest.mark.parametrize(
+    "override",
+    [
+        *(f"{key}=nan" for key in st.all_keys() if isinstance(_default(key), float)),
+        "session_limit_seconds=inf",
+        "transition_threshold_seconds=-inf",
+        "next_session_ready_timeout_seconds=0",
+        "audio_start_timeout_seconds=-1",
+        "hard_deadline_margin_seconds=-1",
+        "emulator.end_of_speech_ms=0",
+        "emulator.silence_timeout_seconds=0",
+        "audio.chunk_frames=99999999999",
+        "audio.chunk_frames=0",
+        "backend.close_timeout_seconds=0",
+        "backend.max_retries=1000000",
+        "backend.temperature=3",
+        "history.max_total_bytes=1",
+    ],
+)
+def test_a_number_out_of_its_range_is_one_line(override: str) -> None:
+    key = st.resolve_key(override.split("=")[0])
+    with pytest.raises(st.SettingsError) as e:
+        st.load(None, [override])
+    assert str(e.value).startswith(f"setting {key}: must be {st.range_text(key)}, got ")
+    assert "\n" not in str(e.value)
+
+
+def test_retry_backoff_cannot_shrink() -> None:
+    with pytest.raises(st.SettingsError, match="retry_max_seconds: must not be below"):
+        st.load(None, ["backend.retry_base_seconds=5", "backend.retry_max_seconds=1"])
+
+
+def test_a_settings_file_that_is_a_folder_or_not_utf8_is_one_line(tmp_path: Path) -> None:
+    with pytest.raises(st.SettingsError, match="is a folder"):
+        st.load(tmp_path)
+    latin = tmp_path / "latin1.toml"
+    latin.write_bytes('backend.voice_id = "ren\xe9e"\n'.encode("latin-1"))
+    with pytest.raises(st.SettingsError, match="not UTF-8"):
+        st.load(latin)

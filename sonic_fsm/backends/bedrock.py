@@ -29,6 +29,7 @@ import json
 import logging
 import os
 import re
+import ssl
 from typing import Any
 
 from aws_sdk_bedrock_runtime.client import AsyncBedrockRuntimeClient
@@ -114,6 +115,17 @@ class _Transport(AWSCRTHTTPClient):
     def writer_tasks(self) -> list[asyncio.Future[Any]]:
         """The CRT's request-body writer tasks (one per stream; it owns no reference)."""
         return [w for s in self.crt_streams if (w := getattr(s, "_writer", None)) is not None]
+
+
+def check_ca_file(path: str, name: str) -> None:
+    """A CA file that cannot be read fails now, as one line; the CRT would only time out."""
+    try:
+        ssl.create_default_context(cafile=path)
+    except (OSError, ssl.SSLError) as e:
+        why = getattr(e, "reason", None) or getattr(e, "strerror", None) or str(e)
+        raise SettingsError(
+            f"{name} {path}: not a file of CA certificates that can be read ({why})"
+        ) from None
 
 
 def _hint(code: str, backend: Any) -> str:
@@ -388,6 +400,10 @@ class BedrockBackend:
         self._ca_file = os.path.expanduser(ca) if ca else ""
         if self._ca_file and not os.path.isfile(self._ca_file):
             raise SettingsError(f"setting backend.ca_file: {self._ca_file} is not a file")
+        if self._ca_file:
+            check_ca_file(self._ca_file, "setting backend.ca_file:")
+        if env_ca := os.environ.get("SSL_CERT_FILE"):
+            check_ca_file(env_ca, "SSL_CERT_FILE")
         self._eventloop: _AWSCRTEventLoop | None = None
         self._sessions: set[BedrockSession] = set()
 
