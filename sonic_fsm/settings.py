@@ -79,6 +79,8 @@ class Emulator:
     faults: str = ""  # "2:refuse_start,3:die_at_seconds=20": see backends.local.parse_fault_plan
     voice: str = "auto"  # auto (espeak-ng when installed) | espeak | synthetic
     recogniser: str = "auto"  # auto (pocketsphinx when installed) | none | pocketsphinx
+    endpoint_max_connections: int = 256  # `emulator serve`: connections open at once
+    endpoint_idle_seconds: float = 10.0  # `emulator serve`: time to open a first stream
 
 
 @dataclass
@@ -243,6 +245,8 @@ RANGES: dict[str, Range] = {
     "emulator.end_of_speech_ms": Range(50, 10_000, "ms", off=0),  # 0: follow the endpointing
     "emulator.speed": Range(0.1, 1_000, "times real time"),
     "emulator.first_audio_delay_ms": Range(0, 60_000, "ms"),
+    "emulator.endpoint_max_connections": Range(1, 100_000, "connections"),
+    "emulator.endpoint_idle_seconds": Range(0.5, 3_600, "s"),
     "tools.timeout_seconds": Range(0.1, 600, "s"),
     "tools.max_threads": Range(1, 64, "threads"),
     "tools.test_tool_seconds": Range(0, 60, "s"),

@@ -11,6 +11,7 @@ import contextlib
 import datetime
 import json
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -689,6 +690,66 @@ def test_sdk_raises_a_validation_exception_from_the_emulator(
         pytest.raises(ValidationException, match="promptStart"),
     ):
         run(go(endpoint.url), timeout=15)
+
+
+EMPTY_SETTINGS = bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])  # length 0, type SETTINGS, stream 0
+PREFACE_AND_EMPTY_SETTINGS = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + EMPTY_SETTINGS
+
+
+def test_idle_connections_are_capped_and_closed_while_real_ones_are_served(
+    tls_files: TlsFiles,
+) -> None:
+    """Hundreds of loopback connections that never open a stream (some never even start
+    TLS): the endpoint turns away those over its cap, closes the rest after its idle
+    timeout, and still serves a real client meanwhile."""
+    n_idle, cap, idle_s = 300, 100, 1.0
+
+    async def go(endpoint: Endpoint, thread: EndpointThread) -> tuple[Any, list[bytes]]:
+        socks = []
+        for i in range(n_idle):
+            reader, writer = await asyncio.open_connection("127.0.0.1", endpoint.port)
+            if i % 2 and i < cap:  # half finish TLS and the HTTP/2 preface, then say nothing
+                await writer.start_tls(client_context(tls_files), server_hostname="127.0.0.1")
+                writer.write(PREFACE_AND_EMPTY_SETTINGS)
+            socks.append((reader, writer))
+        async with asyncio.timeout(idle_s + 10):
+            while thread.call(lambda: endpoint.stats.connections_refused) < n_idle - cap:
+                await asyncio.sleep(0.05)
+            refused = thread.call(lambda: endpoint.stats.connections_refused)
+            # Until the idle ones are closed the cap is full; then a real client gets in.
+            while thread.call(lambda: endpoint.stats.connections) > 0:
+                await asyncio.sleep(0.05)
+        client = await wire(endpoint, tls_files)
+        s = await client.open()
+        await s.send(pr.session_start())
+        first = await s.receive()
+        await s.close()
+        await client.aclose()
+        ends = []
+        async with asyncio.timeout(10):
+            for reader, writer in socks:  # every idle one was closed by the server
+                with contextlib.suppress(ConnectionError, ssl.SSLError):
+                    ends.append(await reader.read())
+                writer.close()
+        stats = thread.call(lambda: endpoint.stats)
+        return (refused, first, stats), ends
+
+    thread = EndpointThread(
+        lambda: Endpoint(
+            backend=EchoBackend(),
+            credentials=CREDS,
+            tls=server_context(tls_files),
+            max_connections=cap,
+            idle_timeout=idle_s,
+        )
+    )
+    with thread as endpoint:
+        (refused, first, stats), _ = run(go(endpoint, thread), timeout=40)
+    assert refused == n_idle - cap
+    assert first == {"event": {"echo": {"of": "sessionStart"}}}
+    assert stats.peak_connections == cap
+    assert stats.connections_idle_closed == cap
+    assert stats.connections == 0
 
 
 def test_a_stream_opened_before_the_servers_settings_still_gets_its_window(

@@ -121,7 +121,13 @@ async def serve(
     creds = ensure_credentials(state_dir)
     backend = make_backend(settings)
     endpoint = Endpoint(
-        backend=backend, credentials=creds, tls=server_context(tls), host=host, port=port
+        backend=backend,
+        credentials=creds,
+        tls=server_context(tls),
+        host=host,
+        port=port,
+        max_connections=settings.emulator.endpoint_max_connections,
+        idle_timeout=settings.emulator.endpoint_idle_seconds,
     )
     await endpoint.start()
     stop = stop or asyncio.Event()

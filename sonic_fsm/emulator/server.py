@@ -103,6 +103,10 @@ def parse_path(path: str) -> str | None:
 class Stats:
     """Counters an operator (and the benchmark) reads; updated on the server's loop only."""
 
+    connections: int = 0  # open now (from the TCP accept, TLS handshake included)
+    peak_connections: int = 0
+    connections_refused: int = 0  # turned away at the cap
+    connections_idle_closed: int = 0  # closed because they never opened a stream in time
     streams_opened: int = 0
     streams_completed: int = 0
     streams_failed: int = 0
@@ -158,6 +162,7 @@ class _Connection:
         )
         self.streams: dict[int, _Stream] = {}
         self.closed = False
+        self.had_stream = False
 
     # ---- socket side -----------------------------------------------------------------
 
@@ -188,9 +193,19 @@ class _Connection:
         # stream's audio wait for the others' WINDOW_UPDATEs (head-of-line blocking).
         self.h2.increment_flow_control_window(CONNECTION_WINDOW - DEFAULT_WINDOW)
         await self.drain()
+        loop = asyncio.get_running_loop()
+        idle_deadline = loop.time() + self.endpoint.idle_timeout
         try:
             while not self.closed:
-                data = await self.reader.read(65536)
+                # A connection that never opens a stream only holds memory: it gets
+                # ``idle_timeout`` seconds to open one (PINGs and SETTINGS do not count).
+                wait = None if self.had_stream else max(0.0, idle_deadline - loop.time())
+                try:
+                    data = await asyncio.wait_for(self.reader.read(65536), wait)
+                except TimeoutError:
+                    self.endpoint.stats.connections_idle_closed += 1
+                    await self.shutdown(goaway=True)
+                    break
                 if not data:
                     break
                 try:
@@ -245,6 +260,7 @@ class _Connection:
 
     def _dispatch(self, event: h2.events.Event) -> None:
         if isinstance(event, h2.events.RequestReceived):
+            self.had_stream = True
             stream = _Stream(self, event.stream_id)
             self.streams[event.stream_id] = stream
             self.h2.increment_flow_control_window(
@@ -346,6 +362,10 @@ class Endpoint:
     host: str = "127.0.0.1"
     port: int = 0
     model_ids: frozenset[str] | None = None  # None: any id naming a Sonic model
+    max_connections: int = 256
+    """Connections open at once (TLS handshakes included); more are closed at once."""
+    idle_timeout: float = 10.0
+    """Seconds a connection gets to finish its TLS handshake and open its first stream."""
     clock: Callable[[], datetime.datetime] = field(
         default=lambda: datetime.datetime.now(datetime.UTC)
     )
@@ -354,6 +374,7 @@ class Endpoint:
     _conns: dict[_Connection, asyncio.Task[Any]] = field(
         default_factory=dict, init=False, repr=False
     )
+    _handshakes: set[asyncio.Task[Any]] = field(default_factory=set, init=False, repr=False)
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1), init=False)
 
     @property
@@ -361,8 +382,10 @@ class Endpoint:
         return endpoint_url(self.host, self.port)
 
     async def start(self) -> None:
+        # TLS is started per connection, after it is counted against the cap, so a
+        # handshake that never finishes is bounded too.
         self._server = await asyncio.start_server(
-            self._on_connection, self.host, self.port, ssl=self.tls, reuse_address=True
+            self._on_connection, self.host, self.port, reuse_address=True
         )
         self.port = self._server.sockets[0].getsockname()[1]
 
@@ -375,6 +398,8 @@ class Endpoint:
         """
         if self._server is not None:
             self._server.close()
+        for handshake in list(self._handshakes):
+            handshake.cancel()
         tasks = list(self._conns.values())
         for conn in list(self._conns):
             await conn.shutdown(goaway=True, goodbye=goodbye)
@@ -388,18 +413,40 @@ class Endpoint:
     async def _on_connection(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
-        ssl_obj = writer.get_extra_info("ssl_object")
-        if ssl_obj is not None and ssl_obj.selected_alpn_protocol() != "h2":
-            writer.close()  # HTTP/1.1 cannot carry a bidirectional stream
+        stats = self.stats
+        if stats.connections >= self.max_connections:
+            stats.connections_refused += 1
+            writer.transport.abort()
             return
-        conn = _Connection(self, reader, writer)
-        task = asyncio.current_task()
-        assert task is not None
-        self._conns[conn] = task
+        stats.connections += 1
+        stats.peak_connections = max(stats.peak_connections, stats.connections)
         try:
-            await conn.run()
+            task = asyncio.current_task()
+            assert task is not None
+            self._handshakes.add(task)
+            try:
+                await writer.start_tls(self.tls, ssl_handshake_timeout=self.idle_timeout)
+            except (ConnectionAbortedError, TimeoutError):  # the handshake took too long
+                stats.connections_idle_closed += 1
+                writer.transport.abort()
+                return
+            except (OSError, ssl.SSLError, asyncio.IncompleteReadError):
+                writer.transport.abort()
+                return
+            finally:
+                self._handshakes.discard(task)
+            ssl_obj = writer.get_extra_info("ssl_object")
+            if ssl_obj is None or ssl_obj.selected_alpn_protocol() != "h2":
+                writer.close()  # HTTP/1.1 cannot carry a bidirectional stream
+                return
+            conn = _Connection(self, reader, writer)
+            self._conns[conn] = task
+            try:
+                await conn.run()
+            finally:
+                self._conns.pop(conn, None)
         finally:
-            self._conns.pop(conn, None)
+            stats.connections -= 1
 
     # ---- one stream --------------------------------------------------------------------
 
