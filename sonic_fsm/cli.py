@@ -80,11 +80,44 @@ def _parser() -> argparse.ArgumentParser:
     signal.add_argument("--count", type=int, default=10)
     signal.add_argument("--spacing", type=float, default=15.0, help="seconds between utterances")
     signal.add_argument("--first", type=float, default=1.0, help="time of the first utterance")
+    signal.add_argument(
+        "--pause-inside",
+        metavar="MIN-MAX",
+        default="0-0",
+        help="pause between two keys of one utterance, drawn from MIN-MAX s (at most 1.2)",
+    )
+    signal.add_argument(
+        "--follow-ups",
+        type=float,
+        default=0.0,
+        metavar="SHARE",
+        help="share of utterances (0 to 1) followed quickly by one more",
+    )
+    signal.add_argument(
+        "--follow-up-after",
+        metavar="MIN-MAX",
+        default="0.2-3",
+        help="a follow-up comes MIN-MAX s after the answer began (default 0.2-3)",
+    )
+    signal.add_argument(
+        "--answer-begins",
+        type=float,
+        default=None,
+        metavar="S",
+        help="where an answer begins after its utterance, for follow-ups (default 1.9: the "
+        "emulator at MEDIUM)",
+    )
+    signal.add_argument("--seed", type=int, default=0, help="seed of the random draws")
     signal.set_defaults(func=cmd_signal)
 
     score = sub.add_parser("score", help="count answers: test-signal input vs output timeline")
     score.add_argument("--mic", required=True, metavar="IN.wav")
     score.add_argument("--speaker", required=True, metavar="OUT.wav")
+    score.add_argument(
+        "--log",
+        metavar="RUN.log",
+        help="the run's log ([TRANSITION] lines): reply delays during hand-offs apart",
+    )
     score.set_defaults(func=cmd_score)
 
     bench = sub.add_parser("bench", help="measure: hand-offs, losses, speed, memory")
@@ -190,14 +223,25 @@ def cmd_run(args: argparse.Namespace) -> int:
         check_output(speaker, "--speaker")
     if args.metrics_json:
         check_output(args.metrics_json, "--metrics-json")
-    conv = build_conversation(settings, mic, speaker, log=_log_line, talker_repeats=False)
+    log_lines: list[str] = []
+
+    def log(line: str) -> None:
+        if args.score:
+            log_lines.append(line)  # the oracle reads the hand-off windows from it
+        _log_line(line)
+
+    conv = build_conversation(settings, mic, speaker, log=log, talker_repeats=False)
     caught: list[int] = []
     result = clock.run(run_until_signalled(conv, caught), virtual=args.fast)
     if args.score:
         from sonic_fsm.audio.wav import read_wav
         from sonic_fsm.bench import oracle
 
-        s = oracle.score(read_wav(mic), read_wav(speaker, settings.audio.output_sample_rate))
+        s = oracle.score(
+            read_wav(mic),
+            read_wav(speaker, settings.audio.output_sample_rate),
+            oracle.handoff_windows(log_lines),
+        )
         result.metrics["oracle"] = s.as_dict()
     text = dumps(result)
     print(text)
@@ -221,26 +265,57 @@ def cmd_diagram(args: argparse.Namespace) -> int:
 
 
 def cmd_signal(args: argparse.Namespace) -> int:
+    from sonic_fsm import testsignal
     from sonic_fsm.audio.wav import write_wav
     from sonic_fsm.bench import script
 
     if args.count < 1 or args.spacing <= 0:
         raise UsageError("signal: --count must be at least 1 and --spacing positive")
     check_output(args.output, "signal --output")
+    if not 0 <= args.follow_ups <= 1:
+        raise UsageError(f"signal: --follow-ups is a share from 0 to 1 (got {args.follow_ups:g})")
+    inside = _span("--pause-inside", args.pause_inside, testsignal.MAX_PAUSE_INSIDE_S)
+    after = _span("--follow-up-after", args.follow_up_after)
+    begins = script.ANSWER_BEGINS_S if args.answer_begins is None else args.answer_begins
+    lines = script.conversation(
+        args.count, args.spacing, args.first, inside, args.follow_ups, after, begins, args.seed
+    )
     try:
-        pcm = script.render(script.evenly(args.count, args.spacing, args.first))
+        pcm = script.render(lines)
     except ValueError as e:
         raise UsageError(f"signal: {e}; use a larger --spacing") from None
     write_wav(args.output, pcm, script.RATE)
-    print(f"{args.output}: {args.count} utterances, {len(pcm) / 2 / script.RATE:.1f} s")
+    print(f"{args.output}: {len(lines)} utterances, {len(pcm) / 2 / script.RATE:.1f} s")
     return 0
+
+
+def _span(option: str, text: str, most: float | None = None) -> tuple[float, float]:
+    """``MIN-MAX`` seconds (or one number): checked, as a pair."""
+    low, _, high = text.partition("-")
+    try:
+        span = (float(low), float(high or low))
+    except ValueError:
+        raise UsageError(
+            f"signal: {option} takes MIN-MAX seconds, e.g. 0.2-1.2 (got {text!r})"
+        ) from None
+    if not 0 <= span[0] <= span[1] or (most is not None and span[1] > most):
+        limit = f" up to {most:g}" if most is not None else ""
+        raise UsageError(f"signal: {option} must be 0 <= MIN <= MAX{limit} (got {text!r})")
+    return span
 
 
 def cmd_score(args: argparse.Namespace) -> int:
     from sonic_fsm.audio.wav import read_wav
     from sonic_fsm.bench import oracle
 
-    s = oracle.score(read_wav(args.mic), read_wav(args.speaker, oracle.OUTPUT_RATE))
+    windows: list[tuple[float, float]] = []
+    if args.log:
+        try:
+            windows = oracle.handoff_windows(Path(args.log).read_text().splitlines())
+        except OSError as e:
+            raise UsageError(f"score: --log {args.log}: {e.strerror}") from None
+    mic, speaker = read_wav(args.mic), read_wav(args.speaker, oracle.OUTPUT_RATE)
+    s = oracle.score(mic, speaker, windows)
     print(json.dumps(s.as_dict(), indent=2))
     return EXIT_OK if not s.lost and not s.answered_twice else EXIT_SCORE
 

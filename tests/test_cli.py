@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sonic_fsm import cli
+from sonic_fsm import cli, testsignal
 from sonic_fsm.audio.wav import read_wav, write_wav
 from sonic_fsm.bench import oracle
 from sonic_fsm.diagram import render
@@ -117,3 +117,54 @@ def test_audio_events_are_logged_only_when_asked(tmp_path: Path, capsys) -> None
     assert "[AUDIO]" not in capsys.readouterr().out
     assert cli.main([*run, "--set", "log_audio_events=true"]) == 0
     assert "[AUDIO] s1: assistant audio" in capsys.readouterr().out
+
+
+def test_signal_writes_pauses_inside_utterances_and_follow_ups(tmp_path: Path, capsys) -> None:
+    mic = tmp_path / "in.wav"
+    args = ["signal", "--output", str(mic), "--count", "4", "--spacing", "15"]
+    args += ["--pause-inside", "0.5-1.2", "--follow-ups", "1", "--seed", "7"]
+    assert cli.main(args) == 0
+    assert "8 utterances" in capsys.readouterr().out
+    marks = [m for m in testsignal.decode_marks(read_wav(mic), 16000) if m.kind == "*"]
+    assert [m.number for m in marks] == list(range(1, 9))
+    for m in marks:  # at least 0.5 s between any two keys: longer than three keys in a row
+        keys = len(testsignal.keys_of(m.number))
+        assert (m.end - m.start) / 16000 >= keys * 0.08 + (keys - 1) * 0.5 - 0.02
+    for said, follow in zip(marks[::2], marks[1::2], strict=True):
+        gap = (follow.start - said.end) / 16000
+        assert 1.9 + 0.2 - 0.05 <= gap <= 1.9 + 3.0 + 0.05  # after the answer would begin
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "problem"),
+    [
+        ("--pause-inside", "0-1.5", "--pause-inside must be 0 <= MIN <= MAX up to 1.2"),
+        ("--pause-inside", "1-0.5", "--pause-inside must be 0 <= MIN <= MAX"),
+        ("--follow-up-after", "soon", "--follow-up-after takes MIN-MAX seconds"),
+        ("--follow-ups", "2", "--follow-ups is a share from 0 to 1"),
+    ],
+)
+def test_signal_options_are_checked_in_one_line(
+    tmp_path: Path, option: str, value: str, problem: str, capsys
+) -> None:
+    assert cli.main(["signal", "--output", str(tmp_path / "x.wav"), option, value]) == 2
+    err = capsys.readouterr().err
+    assert problem in err and err.count("\n") == 1
+
+
+def test_score_reads_hand_off_windows_from_the_run_log(tmp_path: Path, capsys) -> None:
+    mic, speaker = tmp_path / "in.wav", tmp_path / "out.wav"
+    cli.main(["signal", "--output", str(mic), "--count", "6", "--spacing", "6"])
+    run = ["run", "--headless", "--fast", "--mic", str(mic), "--speaker", str(speaker)]
+    assert cli.main([*run, "--score", *SHORT]) == 0
+    out = capsys.readouterr().out
+    log = tmp_path / "run.log"
+    log.write_text(out)
+    scored = json.loads(out[out.index('{\n  "reason"') :])["oracle"]
+    assert cli.main(["score", "--mic", str(mic), "--speaker", str(speaker), "--log", str(log)]) == 0
+    again = json.loads(capsys.readouterr().out)
+    assert again == scored  # the same windows, whether read from the log or during the run
+    assert again["talk_over"] == 0 and again["reply_delay_ms_p50"] is not None
+    windows = oracle.handoff_windows(out.splitlines())
+    assert windows and all(a <= b for a, b in windows)
+    assert cli.main(["score", "--mic", str(mic), "--speaker", str(speaker), "--log", "nope"]) == 2
