@@ -128,6 +128,19 @@ def _parser() -> argparse.ArgumentParser:
         "--realtime-minutes", type=float, default=1.5, help="real-time run length (0: skip)"
     )
     bench.add_argument("--sdk", action="store_true", help="also run over the real AWS SDK")
+    bench.add_argument(
+        "--scenario",
+        choices=["all", "hand-off", "turn-taking"],
+        default="all",
+        help="hand-off: the long, real-time and SDK runs; turn-taking: pauses, endpointing "
+        "levels, follow-ups and barge-ins near hand-offs",
+    )
+    bench.add_argument(
+        "--turn-minutes", type=float, default=10.0, help="turn-taking: minutes per conversation"
+    )
+    bench.add_argument(
+        "--seeds", type=int, default=2, help="turn-taking: conversations per endpointing level"
+    )
     bench.set_defaults(func=cmd_bench)
 
     emulator = sub.add_parser("emulator", help="the Nova Sonic emulator")
@@ -329,6 +342,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
         json_path=args.json,
         realtime_minutes=args.realtime_minutes,
         sdk=args.sdk,
+        scenario=args.scenario,
+        turn_minutes=args.turn_minutes,
+        seeds=args.seeds,
     )
 
 

@@ -182,27 +182,38 @@ class DtmfDecoder:
 
 @dataclass(frozen=True, slots=True)
 class Mark:
-    """A decoded key sequence: ``kind`` is ``*`` (utterance), ``A`` or ``B`` (answer ends)."""
+    """A decoded key sequence: ``kind`` is ``*`` (utterance), ``A`` or ``B`` (answer ends).
+    A mark that is not ``whole`` broke off before its ``#`` (an answer cut in its first
+    keys): ``number`` is the digits heard, -1 when none was."""
 
     kind: str
     number: int
     start: int
     end: int
+    whole: bool = True
+
+    @property
+    def digits(self) -> str:
+        return "" if self.number < 0 else str(self.number)
 
 
 class MarkParser:
-    """Turns a stream of keys into marks; keys outside a well-formed sequence are dropped.
-    ``*C`` starts a tool question (kind ``C``); ``D`` the result inside a tool answer."""
+    """Turns a stream of keys into marks; keys outside a well-formed sequence are dropped, or
+    with ``partials`` given as marks that are not whole. ``*C`` starts a tool question (kind
+    ``C``); ``D`` the result inside a tool answer."""
 
-    def __init__(self) -> None:
+    def __init__(self, partials: bool = False) -> None:
+        self.partials = partials
         self._kind: str | None = None
         self._digits = ""
         self._start = 0
+        self._end = 0
 
     def feed(self, keys: list[Key]) -> list[Mark]:
         marks = []
         for k in keys:
             if k.key in "*ABD":
+                marks += self.flush()
                 self._kind, self._digits, self._start = k.key, "", k.start
             elif k.key == TOOL_KEY and self._kind == "*" and not self._digits:
                 self._kind = TOOL_KEY
@@ -212,14 +223,24 @@ class MarkParser:
                 marks.append(Mark(self._kind, int(self._digits), self._start, k.end))
                 self._kind = None
             else:
-                self._kind = None
+                marks += self.flush()
+            self._end = k.end
         return marks
 
+    def flush(self) -> list[Mark]:
+        """The sequence under way, broken off: a partial mark (when asked for them)."""
+        kind, self._kind = self._kind, None
+        if kind is None or not self.partials:
+            return []
+        number = int(self._digits) if self._digits else -1
+        return [Mark(kind, number, self._start, self._end, whole=False)]
 
-def decode_marks(pcm: bytes, rate: int) -> list[Mark]:
-    """Every mark in a whole recording."""
-    decoder, parser = DtmfDecoder(rate), MarkParser()
-    return parser.feed(decoder.feed(pcm) + decoder.feed(b"\x00\x00" * decoder.block * 2))
+
+def decode_marks(pcm: bytes, rate: int, partials: bool = False) -> list[Mark]:
+    """Every mark in a whole recording (and the broken-off ones, with ``partials``)."""
+    decoder, parser = DtmfDecoder(rate), MarkParser(partials)
+    marks = parser.feed(decoder.feed(pcm) + decoder.feed(b"\x00\x00" * decoder.block * 2))
+    return marks + parser.flush()
 
 
 TOOL_KEY = "C"  # after "*": the utterance is a tool question

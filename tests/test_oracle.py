@@ -129,3 +129,20 @@ def test_hand_off_windows_come_from_the_transition_log() -> None:
         "   20.000 [TRANSITION] NORMAL -> RECOVERING (current_failed)",
     ]
     assert handoff_windows(log) == [(2.5, 7.25), (20.0, float("inf"))]
+
+
+def test_an_answer_cut_in_its_start_mark_still_began() -> None:
+    """'A 1' and silence (a barge-in 0.3 s into the answer to 17): cut, not lost."""
+    mic = timeline(IN, 12, (0.0, utterance(17)), (2.2, utterance(LONG)))
+    out = timeline(OUT, 12, (1.9, cut(answer(17, OUT), 0.3)), (5.0, answer(LONG, OUT)))
+    s = score(mic, out)
+    assert s.lost == [] and s.truncated == [17] and s.cut_without_barge_in == []
+    assert s.reply_delay_ms[17] == pytest.approx(1900 - 440, abs=15)  # '*17#' ends at 0.44 s
+    assert s.unmarked_at == [] and s.answered_once == 2
+
+
+def test_a_broken_off_mark_answers_only_an_utterance_its_digits_fit() -> None:
+    spoken = [said(5, 0.0), said(17, 10.0)]
+    played = [heard("A", 5, 1.0), heard("B", 5, 3.0), Mark("A", 2, 11 * OUT, 12 * OUT, whole=False)]
+    s = score_marks(spoken, played)
+    assert s.lost == [17]  # 'A 2' is not the start of an answer to 17

@@ -2,7 +2,7 @@
 
 Utterances are decoded from the input (``*N#``, and tool questions ``*CN#``), answers from the
 speaker's timeline (``A N #`` … ``B N #``). An answer is whole when both its marks were heard,
-in order.
+in order; one cut in its start mark (a barge-in in its first 0.6 s) still began.
 Besides lost / twice / truncated / restarted it counts:
 
 - **talk-over**: assistant audio sounding from :data:`TALK_OVER_GRACE_SECONDS` after the start
@@ -118,10 +118,12 @@ def score_marks(
     whole: dict[int, int] = {}
     open_answers: dict[int, Mark] = {}
     for m in heard:
-        if m.kind == "A":
+        if m.kind == "A" and not m.whole:
+            m = _cut_start(m, spoken, starts)  # the mark it must have been
+        if m.kind == "A" and m.whole:
             starts.setdefault(m.number, []).append(m)
             open_answers[m.number] = m
-        elif m.kind == "B" and m.number in open_answers:
+        elif m.kind == "B" and m.whole and m.number in open_answers:
             del open_answers[m.number]
             whole[m.number] = whole.get(m.number, 0) + 1
     for n in ends:
@@ -157,6 +159,17 @@ def score_marks(
                 s.talk_over_ms[m.number] = ms
         s.unmarked_at = _unmarked(sounding, [a for marks in starts.values() for a in marks])
     return s
+
+
+def _cut_start(m: Mark, spoken: list[Mark], starts: dict[int, list[Mark]]) -> Mark:
+    """An answer cut in its start mark (``A 1`` then silence: a barge-in in its first
+    0.6 s) began all the same: it answers the latest utterance spoken before it whose number
+    begins with the digits heard and that has no answer yet."""
+    at = m.start / OUTPUT_RATE
+    for u in sorted(spoken, key=lambda u: -u.end):
+        if u.end / INPUT_RATE <= at and u.digits.startswith(m.digits) and u.number not in starts:
+            return Mark("A", u.number, m.start, m.end)
+    return m
 
 
 def _spoken_while_due(n: int, began: float, spoken_at: list[float]) -> bool:
@@ -230,7 +243,7 @@ def handoff_windows(log_lines: Iterable[str]) -> list[Window]:
 def score(input_pcm: bytes, output_pcm: bytes, handoffs: Sequence[Window] = ()) -> Score:
     """Score a run from its input (16 kHz) and its speaker timeline (24 kHz)."""
     spoken = [m for m in decode_marks(input_pcm, INPUT_RATE) if m.kind in "*C"]
-    heard = [m for m in decode_marks(output_pcm, OUTPUT_RATE) if m.kind in "AB"]
+    heard = [m for m in decode_marks(output_pcm, OUTPUT_RATE, partials=True) if m.kind in "AB"]
     return score_marks(spoken, heard, sounding_blocks(output_pcm), handoffs)
 
 

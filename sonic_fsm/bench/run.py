@@ -6,7 +6,9 @@ Three runs, all on the test signal so the oracle can count:
    barge-in;
 2. a short conversation in real time on the in-process emulator (hand-off duration and the
    reply delay a hand-off adds, as a person would feel them);
-3. the same over the real AWS SDK against the emulator's HTTP/2 endpoint (``--sdk``).
+3. the same over the real AWS SDK against the emulator's HTTP/2 endpoint (``--sdk``);
+
+and the turn-taking scenario (:mod:`sonic_fsm.bench.turn_taking`). ``--scenario`` picks one.
 """
 
 from __future__ import annotations
@@ -77,9 +79,11 @@ def scored_run(
     late_at: dict[int, float] | None = None,
     tools: Iterable[Tool] = (),
     react_with_tool: bool = False,
+    **source_options: Any,
 ) -> ScoredRun:
-    """Speak ``lines`` (and react at hand-offs), then score what the speaker played.
-    ``tools``: offered besides the settings' (e.g. a test-signal tool with its own timing)."""
+    """Speak ``lines`` (and react at hand-offs), then score what the speaker played, with
+    the hand-off windows of the run's log. ``tools``: offered besides the settings' (e.g. a
+    test-signal tool with its own timing); ``source_options`` go to :class:`ReactiveSource`."""
     holder: list[Conversation] = []
     sink = TimelineSink(None, settings.audio.output_sample_rate)
 
@@ -98,6 +102,7 @@ def scored_run(
         barge_in_at=barge_in_at,
         late_at=late_at,
         react_with_tool=react_with_tool,
+        **source_options,
     )
     log: list[str] = []
     conv = Conversation(
@@ -126,7 +131,8 @@ def scored_run(
     wall = time.perf_counter()
     result = clock.run(main(), virtual=virtual)
     wall = time.perf_counter() - wall
-    score = oracle.score(bytes(source.recorded), bytes(sink.timeline))
+    windows = oracle.handoff_windows(log)
+    score = oracle.score(bytes(source.recorded), bytes(sink.timeline), windows)
     return ScoredRun(result, score, conv, source, sink, log, wall, rss)
 
 
@@ -220,22 +226,33 @@ def main(
     realtime_minutes: float = 1.5,
     sdk: bool = False,
     out: Callable[[str], None] = print,
+    scenario: str = "all",
+    turn_minutes: float = 10.0,
+    seeds: int = 2,
 ) -> int:
+    """``scenario``: ``hand-off`` (the three runs above), ``turn-taking``
+    (:mod:`sonic_fsm.bench.turn_taking`) or ``all``."""
     figures: dict[str, Any] = {}
-    out(f"bench: {minutes:g}-minute conversation in virtual time ...")
-    figures["virtual"] = conversation(settings, minutes)
-    if realtime_minutes > 0:
-        short = replace(settings, **REALTIME_OVERRIDES)
-        out(f"bench: {realtime_minutes:g}-minute conversation in real time (in-process) ...")
-        figures["realtime"] = conversation(short, realtime_minutes, virtual=False)
-        if sdk:
-            out(f"bench: {realtime_minutes:g}-minute conversation over the real SDK ...")
-            figures["sdk"] = over_sdk(short, realtime_minutes)
+    if scenario in ("all", "hand-off"):
+        out(f"bench: {minutes:g}-minute conversation in virtual time ...")
+        figures["virtual"] = conversation(settings, minutes)
+        if realtime_minutes > 0:
+            short = replace(settings, **REALTIME_OVERRIDES)
+            out(f"bench: {realtime_minutes:g}-minute conversation in real time (in-process) ...")
+            figures["realtime"] = conversation(short, realtime_minutes, virtual=False)
+            if sdk:
+                out(f"bench: {realtime_minutes:g}-minute conversation over the real SDK ...")
+                figures["sdk"] = over_sdk(short, realtime_minutes)
+    bad = any(f["utterances_lost"] or f["answered_twice"] for f in figures.values())
+    if scenario in ("all", "turn-taking"):
+        from sonic_fsm.bench import turn_taking  # it runs its conversations with scored_run
+
+        figures["turn_taking"] = turn_taking.run(settings, turn_minutes, seeds, out)
+        bad = bad or turn_taking.broken(figures["turn_taking"])
     text = json.dumps(figures, indent=2)
     out(text)
     if json_path:
         Path(json_path).write_text(text + "\n")
-    bad = any(f["utterances_lost"] or f["answered_twice"] for f in figures.values())
     return 1 if bad else 0
 
 

@@ -119,8 +119,10 @@ class ReactiveSource:
     began, 0.5 by default); with ``react_with_tool`` what it says then is a tool question. A
     follow-up line is said its ``follow_up`` seconds after the speaker began the answer to the
     line before. What it says in reaction has pauses inside drawn from ``pause_inside``.
-    Everything it says is kept in ``recorded`` for the oracle, and each state it saw, with
-    the time, in ``states``.
+    Nothing is begun less than ``min_gap`` seconds after the last utterance ended (longer
+    than the service's endpointing, two utterances are never heard as one turn). Everything
+    it says is kept in ``recorded`` for the oracle, and each state it saw, with the time, in
+    ``states``.
     """
 
     def __init__(
@@ -137,6 +139,7 @@ class ReactiveSource:
         barge_in_delay: dict[int, float] | None = None,
         pause_inside: tuple[float, float] = (0.0, 0.0),
         seed: int = 0,
+        min_gap: float = 0.0,
     ) -> None:
         self.react_with_tool = react_with_tool
         self.lines = sorted(lines, key=lambda line: line.at)
@@ -154,6 +157,7 @@ class ReactiveSource:
         self.barge_in_delay = barge_in_delay or {}
         self.pause_inside = pause_inside
         self.rng = random.Random(seed)
+        self.min_gap = min_gap
         self.states: list[tuple[float, str]] = []
 
     async def frames(self) -> AsyncIterator[bytes]:
@@ -167,6 +171,7 @@ class ReactiveSource:
         end = (self.lines[-1].at if self.lines else 0.0) + 8.0 + self.tail_seconds
         busy = False
         answer_began: float | None = None  # since the last line was said
+        said_until = float("-inf")  # when the last utterance ended
         i = 0
         while True:
             now = t0 + i * self.chunk_seconds
@@ -187,7 +192,10 @@ class ReactiveSource:
             was_busy, busy = busy, self.speaker_busy()
             if busy and not was_busy and not pending and answer_began is None:
                 answer_began = t
-            due = react_at is not None and t >= react_at and not pending
+            if pending:
+                said_until = t + self.chunk_seconds
+            free = not pending and t >= said_until + self.min_gap
+            due = react_at is not None and t >= react_at and free
             if due and not (react_waits_for_quiet and busy):
                 n = self.next_extra
                 tool = self.react_with_tool
@@ -196,7 +204,8 @@ class ReactiveSource:
                 self.extras.append(n)
                 self.next_extra += 1
                 react_at = None
-            while queue and not pending and self._due(queue[0], t, answer_began):
+            free = not pending and t >= said_until + self.min_gap
+            if queue and free and self._due(queue[0], t, answer_began):
                 pending += queue.pop(0).pcm()
                 answer_began = None
                 end = max(end, t + 8.0 + self.tail_seconds)
