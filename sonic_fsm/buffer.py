@@ -1,18 +1,14 @@
-"""The transition buffer, and the client-side view of where the user's utterances are.
+"""The transition buffer: user frames that some session may still need.
 
-:class:`ReplayBuffer` keeps user frames that some session may still need: everything a
-session has not yet answered, and during a hand-off everything the next session has not
-yet received. :class:`SpeechTracker` finds utterances in the frames (an energy detector),
-so the engine can tell which frames a session has already accounted for.
+Everything the current session has not yet answered (which frames that is, the ledger in
+:mod:`sonic_fsm.ledger` decides), and during a hand-off everything the next session has
+not yet received.
 """
 
 from __future__ import annotations
 
-import math
 from collections import deque
 from dataclasses import dataclass
-
-import numpy as np
 
 
 @dataclass(slots=True)
@@ -63,64 +59,3 @@ class ReplayBuffer:
         for f in self.frames:
             if f.seq >= from_seq:
                 f.sent = True
-
-
-@dataclass(slots=True)
-class Utterance:
-    """A stretch of user speech, in frame numbers; what each session made of it."""
-
-    start: int
-    end: int | None = None  # one past the last speech frame; None while still open
-    transcript: str | None = None
-    transcribed_by: str | None = None
-    answer_started: bool = False
-    answer_done: bool = False
-
-
-def level_db(pcm: bytes) -> float:
-    """RMS level of 16-bit PCM in dBFS (-96 for silence)."""
-    if not pcm:
-        return -96.0
-    x = np.frombuffer(pcm, dtype="<i2").astype(np.float64)
-    rms = math.sqrt(float(np.mean(x * x))) / 32768.0
-    return 20 * math.log10(rms) if rms > 1.6e-5 else -96.0
-
-
-class SpeechTracker:
-    """Energy-based utterance finder over whole frames: speech above ``threshold_db``,
-    an utterance ends after ``end_frames`` quiet frames."""
-
-    def __init__(self, threshold_db: float, end_frames: int) -> None:
-        self.threshold_db = threshold_db
-        self.end_frames = end_frames
-        self.utterances: list[Utterance] = []
-        self._quiet = 0
-        self.last_level_db = -96.0
-
-    @property
-    def open(self) -> Utterance | None:
-        u = self.utterances[-1] if self.utterances else None
-        return u if u is not None and u.end is None else None
-
-    def feed(self, seq: int, pcm: bytes) -> None:
-        self.last_level_db = level_db(pcm)
-        speech = self.last_level_db > self.threshold_db
-        u = self.open
-        if speech:
-            self._quiet = 0
-            if u is None:
-                self.utterances.append(Utterance(start=seq))
-        elif u is not None:
-            self._quiet += 1
-            if self._quiet >= self.end_frames:
-                u.end = seq - self._quiet + 1
-
-    def prune(self, keep_from: int) -> None:
-        """Forget settled utterances that ended before ``keep_from``."""
-        while (
-            len(self.utterances) > 1
-            and self.utterances[0].end is not None
-            and self.utterances[0].end < keep_from
-            and (self.utterances[0].answer_done or self.utterances[0].transcript is None)
-        ):
-            self.utterances.pop(0)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import math
 import random
 from collections import deque
 from collections.abc import Sequence
@@ -23,18 +22,17 @@ from sonic_fsm import events as ev
 from sonic_fsm import history as hist
 from sonic_fsm import protocol as pr
 from sonic_fsm import toolcalls as tc
-from sonic_fsm.buffer import ReplayBuffer, SpeechTracker, Utterance
+from sonic_fsm.buffer import ReplayBuffer
+from sonic_fsm.ledger import Entry, Ledger
 from sonic_fsm.machine import State, attach
+from sonic_fsm.playback import Playback
 from sonic_fsm.retry import Backoff, RandomSource
 from sonic_fsm.settings import Settings
 from sonic_fsm.snapshot import SessionView, Snapshot, ToolView, TranscriptLine, TransitionRecord
 
-SPEECH_THRESHOLD_DB = -45.0
-END_OF_SPEECH_SECONDS = 0.3
-PREROLL_SECONDS = 0.3
-ABANDON_SECONDS = 4.0  # an utterance no session transcribed by then was not speech to it
 OLD_SESSION_GRACE_SECONDS = 30.0
 BACKOFF_BASE_SECONDS = 0.5
+WORDS_PER_SECOND = 2.5  # to tell how much of an answer's text its heard audio carried
 LOG_LIMIT = 500
 TRANSCRIPT_LIMIT = 400
 
@@ -58,6 +56,9 @@ class Session:
     contents: dict[str, pr.ContentStart] = field(default_factory=dict)
     history_answers_due: int = 0  # re-sent USER history turns it will answer first
     speculative_texts: list[str] = field(default_factory=list)  # this turn's, until FINAL
+    answer_audio: str | None = None  # content id of the latest answer's audio
+    answer_audio_bytes: int = 0
+    answer_entry: Entry | None = None  # the latest answer's words in the history
     audio_in_bytes: int = 0
     audio_out_bytes: int = 0
     history_bytes: int = 0
@@ -106,13 +107,9 @@ class Engine:
         self.next: str | None = None
         self.old: str | None = None  # the session handing over, until it is done
         self.failed: str | None = None  # the session a recovery replaces
-        self.history: list[tuple[hist.Message, Utterance | None]] = []
         self.buffer = ReplayBuffer(settings.buffer_cap_bytes)
-        frame_s = settings.audio.chunk_frames / settings.audio.input_sample_rate
-        self.frame_seconds = frame_s
-        self.speech = SpeechTracker(SPEECH_THRESHOLD_DB, math.ceil(END_OF_SPEECH_SECONDS / frame_s))
-        self.preroll_frames = math.ceil(PREROLL_SECONDS / frame_s)
-        self.abandon_frames = math.ceil(ABANDON_SECONDS / frame_s)
+        self.ledger = Ledger.from_settings(settings)
+        self.playback = Playback(settings.audio.output_sample_rate)
         self.last_seq = -1
         self.forced = False
         self.attempts = 0
@@ -123,7 +120,6 @@ class Engine:
         self.drain_seq = -1
         self.promoted_at: float | None = None
         self.held: list[fx.Play] = []
-        self.handoff_index: int | None = None
         self.muted = False
         self.metrics = Metrics()
         self.state_since = now
@@ -231,6 +227,8 @@ class Engine:
                 self._on_tool_finished(event)
             case ev.Operator(command=command):
                 self._on_operator(command)
+            case ev.PlaybackProgress(queued_seconds=queued):
+                self.playback.progress(queued, self.now)
             case ev.Tick() | ev.MicEnded():
                 pass  # time passed / the input ended: the timers below are checked
 
@@ -264,20 +262,65 @@ class Engine:
         if self.muted:
             pcm = bytes(len(pcm))
         self.last_seq = seq
-        self.speech.feed(seq, pcm)
-        self.recent_levels.append(self.speech.last_level_db)
+        onset = self.ledger.feed(seq, pcm)
+        self.recent_levels.append(self.ledger.last_level_db)
         target = self._audio_target()
         self.buffer.append(seq, pcm, sent=target is not None)
         if target is not None:
             self._send_audio(target, [(seq, pcm)], ack=self.state is State.HANDOFF)
+        if onset:
+            self._barge_in_for(target)
         if self.state not in (State.HANDOFF, State.RECOVERING):
             self._trim_buffer()
+
+    def _barge_in_for(self, listening: Session | None) -> None:
+        """The user started speaking. Audio whose service cannot stop it (the old session no
+        longer hears the user; audio that sounds later than its service believes) stops here,
+        as soon as a barge-in the service honours; what waited behind it goes too."""
+        unaware = self.playback.unaware(self.now, listening.id if listening else None)
+        unaware |= {p.session_id for p in self.held}
+        if not unaware:
+            return
+        self.metrics.barge_ins += 1
+        self.metrics.audio_interrupted_bytes += sum(len(p.pcm) for p in self.held)
+        self.held = []
+        self._emit(fx.FlushPlayback())
+        for sid in sorted(unaware):
+            sess = self.sessions[sid]
+            self._keep_what_was_heard(sess)
+            if self.s.session_logging.log_barge_in_events:
+                self._say(f"[BARGE_IN] the user spoke over {sid}'s answer: stopped here")
+            self._add_transcript(
+                TranscriptLine(kind="assistant", session_id=sid, text="(interrupted)",
+                               interrupted=True)
+            )  # fmt: skip
+            if sid == self.old:
+                self._old_done()
+
+    def _keep_what_was_heard(self, sess: Session) -> None:
+        """The user cut ``sess``'s latest answer: the history keeps the part they heard."""
+        full = sess.answer_entry.text if sess.answer_entry else " ".join(sess.speculative_texts)
+        sess.speculative_texts.clear()
+        if not full:
+            return
+        words = full.split()
+        heard = self.playback.heard_seconds(sess.answer_audio or "", self.now)
+        total = max(
+            sess.answer_audio_bytes / (2 * self.playback.rate), len(words) / WORDS_PER_SECOND
+        )
+        n = min(len(words), round(len(words) * heard / total)) if total > 0 else len(words)
+        said = " ".join(words[:n]) + (" …" if n < len(words) else "")
+        if sess.answer_entry is not None:
+            sess.answer_entry.text = said
+        else:
+            sess.answer_entry = self.ledger.assistant_said(sess.id, said.strip())
 
     def _send_audio(self, sess: Session, frames: list[tuple[int, bytes]], ack: bool) -> None:
         if not frames:
             return
         if sess.first_seq is None:
             sess.first_seq = frames[0][0]
+            self.ledger.opened(sess.id, sess.first_seq)
         sess.last_seq = frames[-1][0]
         events = tuple(pr.audio_input(sess.prompt_name, sess.audio_name, pcm) for _, pcm in frames)
         sess.audio_in_bytes += sum(len(p) for _, p in frames)
@@ -287,21 +330,11 @@ class Engine:
 
     def _trim_buffer(self) -> None:
         """Keep only what the current session may still have to replay."""
-        keep = self.last_seq + 1 - self.preroll_frames
-        for u in self.speech.utterances:
-            if not self._settled(u):
-                keep = min(keep, u.start - self.preroll_frames)
-                break
+        cur = self.sessions.get(self.current or "")
+        heard_to = cur.last_seq if cur is not None else self.last_seq
+        keep = self.ledger.keep_from(self.current, heard_to)
         self.buffer.trim_before(keep)
-        self.speech.prune(keep)
-
-    def _settled(self, u: Utterance) -> bool:
-        """Answered, or so long unheard that no session took it for speech."""
-        if u.answer_done:
-            return True
-        if u.transcript is not None or u.end is None:
-            return False
-        return self.last_seq - u.end > self.abandon_frames
+        self.ledger.prune(keep)
 
     # ---- session lifecycle -------------------------------------------------------------
 
@@ -442,7 +475,7 @@ class Engine:
         elif c.type == "AUDIO":
             if not sess.turn_in_progress:
                 self._answer_started(sess)
-            sess.audio_open = c.content_id
+            sess.audio_open = sess.answer_audio = c.content_id
             if self.s.session_logging.log_audio_events:
                 self._say(f"[AUDIO] {sess.id}: assistant audio {c.content_id} started")
             if sess.id == self.current and self.state is State.MONITORING:
@@ -452,13 +485,11 @@ class Engine:
                 self._fire("assistant_audio_started")
 
     def _answer_started(self, sess: Session) -> None:
-        if sess.history_answers_due:
+        history_turn = sess.history_answers_due > 0
+        if history_turn:
             sess.history_answers_due -= 1
-            return
-        for u in self.speech.utterances:
-            if u.transcribed_by == sess.id and not u.answer_started:
-                u.answer_started = True
-                return
+        sess.answer_audio, sess.answer_audio_bytes, sess.answer_entry = None, 0, None
+        self.ledger.answer_began(sess.id, sess.last_seq, evidence=not history_turn)
 
     def _on_text(self, sess: Session, t: pr.TextOutput) -> None:
         content = sess.contents.get(t.content_id)
@@ -467,9 +498,8 @@ class Engine:
             self._on_interrupted(sess)
             return
         if t.role == "USER":
-            if sess.cut:
-                return
-            self._on_user_transcript(sess, t.text)
+            self.ledger.user_said(sess.id, t.text, sess.last_seq)
+            self._add_transcript(TranscriptLine(kind="user", session_id=sess.id, text=t.text))
         elif t.role == "ASSISTANT":
             final = stage != pr.SPECULATIVE
             self._add_transcript(
@@ -477,40 +507,15 @@ class Engine:
             )
             if final:
                 sess.speculative_texts.clear()
-                self._add_history(hist.Message(hist.ASSISTANT, t.text), None, sess)
+                sess.answer_entry = self.ledger.assistant_said(sess.id, t.text)
             else:
                 sess.speculative_texts.append(t.text)
 
-    def _on_user_transcript(self, sess: Session, text: str) -> None:
-        u = next(
-            (
-                u
-                for u in self.speech.utterances
-                if u.transcript is None
-                and (sess.first_seq is not None and u.start >= sess.first_seq)
-            ),
-            None,
-        )
-        if u is not None:
-            u.transcript, u.transcribed_by = text, sess.id
-        self._add_transcript(TranscriptLine(kind="user", session_id=sess.id, text=text))
-        self._add_history(hist.Message(hist.USER, text), u, sess)
-
-    def _add_history(self, m: hist.Message, u: Utterance | None, sess: Session) -> None:
-        if sess.cut and self.handoff_index is not None:
-            self.history.insert(self.handoff_index, (m, u))
-            self.handoff_index += 1
-        else:
-            self.history.append((m, u))
-
     def _on_interrupted(self, sess: Session) -> None:
         self.metrics.barge_ins += 1
-        if sess.speculative_texts:
-            # What the user heard of the answer they cut short is part of the conversation:
-            # without it a new session would see the question unanswered and answer it again.
-            said = " ".join(sess.speculative_texts)
-            sess.speculative_texts.clear()
-            self._add_history(hist.Message(hist.ASSISTANT, said), None, sess)
+        # What the user heard of the answer they cut short is part of the conversation:
+        # without it a new session would see the question unanswered and answer it again.
+        self._keep_what_was_heard(sess)
         if self.s.session_logging.log_barge_in_events:
             self._say(f"[BARGE_IN] {sess.id}: the user interrupted the assistant")
         self._add_transcript(
@@ -527,6 +532,9 @@ class Engine:
 
     def _on_audio(self, sess: Session, a: pr.AudioOutput) -> None:
         sess.audio_out_bytes += len(a.pcm)
+        if a.content_id == sess.answer_audio:
+            sess.answer_audio_bytes += len(a.pcm)
+        self.playback.arrived(sess.id, len(a.pcm), self.now)
         play = fx.Play(session_id=sess.id, content_id=a.content_id, pcm=a.pcm)
         if self.old is not None and sess.id != self.old:
             self.held.append(play)  # the old session's answer plays to its end first
@@ -552,9 +560,7 @@ class Engine:
             self._turn_done(sess)
 
     def _turn_done(self, sess: Session) -> None:
-        for u in self.speech.utterances:
-            if u.transcribed_by == sess.id and u.answer_started:
-                u.answer_done = True
+        self.ledger.answer_ended(sess.id)
         if sess.audio_open is not None or sess.pending_speculative:
             return
         if sess.id == self.old:
@@ -713,7 +719,6 @@ class Engine:
             # The next session failed during the hand-off: the current one takes audio again.
             cur = self.sessions[self.current or ""]
             cur.cut = False
-            self.handoff_index = None
             if cur.live:
                 missed = self.buffer.since(cur.last_seq + 1)
                 self._send_audio(cur, [(f.seq, f.pcm) for f in missed], ack=False)
@@ -729,7 +734,10 @@ class Engine:
         self.handoff_started = self.now
         nxt = self.sessions[self.next or ""]
         old = None if recovering else self.sessions.get(self.current or "")
-        replay_from = self._replay_from(self.failed if recovering else self.current, recovering)
+        src = self.sessions.get((self.failed if recovering else self.current) or "")
+        replay_from = self.ledger.replay_from(
+            src.id if src else None, src.last_seq if src else self.last_seq, finished=recovering
+        )
         frames = self.buffer.since(replay_from)
         first_kept = frames[0].seq if frames else self.last_seq + 1
         messages = self._history_for(first_kept, old)
@@ -749,12 +757,8 @@ class Engine:
         self.metrics.history_bytes_sent.append(nxt.history_bytes)
         if blocks:
             self._emit(fx.Send(session_id=nxt.id, events=tuple(blocks)))
-        for u in self.speech.utterances:
-            if u.start >= first_kept and u.transcript is not None and not u.answer_done:
-                u.transcript, u.transcribed_by, u.answer_started = None, None, False
         if old is not None:
             old.cut = True
-            self.handoff_index = len(self.history)
         self.drain_seq = self.last_seq
         self._start_audio(nxt, frames, ack=True)
         self.buffer.mark_sent(first_kept)
@@ -764,28 +768,11 @@ class Engine:
                 f"({nxt.history_bytes} bytes) and {len(frames)} buffered frames"
             )
 
-    def _replay_from(self, sid: str | None, recovering: bool) -> int:
-        """First frame the next session must hear: after the last utterance ``sid`` answered
-        (began answering, for a hand-off; finished answering, for a recovery)."""
-        start = 0
-        for u in self.speech.utterances:
-            done = u.answer_done if recovering else (u.answer_started or u.answer_done)
-            if u.transcribed_by == sid and done and u.end is not None:
-                start = u.end
-        return start
-
     def _history_for(self, first_kept: int, old: Session | None) -> list[hist.Message]:
-        """History for the next session: trailing USER turns whose audio is replayed are left
-        out (the replay makes the model answer them); the others are re-sent to be answered."""
-        items = list(self.history)
-        while items and items[-1][0].role == hist.USER:
-            m, u = items[-1]
-            if u is not None and u.start >= first_kept:
-                items.pop()
-                self.history.remove((m, u))
-                continue
-            break
-        messages = [m for m, _ in items]
+        """History for the next session: the conversation without the USER turns whose audio
+        is replayed from ``first_kept`` (the replay makes the model answer them); an earlier
+        one left unanswered stays last, to be answered."""
+        messages = self.ledger.history(first_kept)
         if old is not None and old.turn_in_progress and old.speculative_texts:
             # The answer being given now: the next session must know it was given.
             messages.append(hist.Message(hist.ASSISTANT, " ".join(old.speculative_texts)))
@@ -825,7 +812,6 @@ class Engine:
         self.attempts = 0
         self.retry_at = None
         self.monitoring_since = None
-        self.handoff_index = None
         self.failed = None
         self.promoted_at = None
         self._trim_buffer()
@@ -902,6 +888,9 @@ class Engine:
     def _emit(self, effect: fx.Effect) -> None:
         if isinstance(effect, fx.Play):
             self.metrics.audio_played_bytes += len(effect.pcm)
+            self.playback.play(effect.session_id, effect.content_id, len(effect.pcm), self.now)
+        elif isinstance(effect, fx.FlushPlayback):
+            self.playback.flush(self.now)
         self._fx.append(effect)
 
     def _take(self) -> list[fx.Effect]:
@@ -937,7 +926,7 @@ class Engine:
     @property
     def idle(self) -> bool:
         """Nothing is being said or answered, and nothing is switching."""
-        return self.state is State.NORMAL and not self.answer_pending and self.speech.open is None
+        return self.state is State.NORMAL and not self.answer_pending and self.ledger.open is None
 
     @property
     def answer_pending(self) -> bool:
@@ -945,10 +934,7 @@ class Engine:
         busy = any(
             s.turn_in_progress for s in self.sessions.values() if s.role in ("current", "closing")
         )
-        waiting = any(
-            u.transcript is not None and not u.answer_done for u in self.speech.utterances
-        )
-        return busy or waiting
+        return busy or self.ledger.awaiting_answer()
 
     def productive_pct(self) -> float:
         total = self.now - self.started_at

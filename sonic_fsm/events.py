@@ -78,6 +78,22 @@ class ToolFinished:
 
 
 @dataclass(frozen=True, kw_only=True)
+class PlaybackProgress:
+    """The speaker's own account of playback: it still has ``queued_seconds`` of assistant
+    audio to play at the time this is handled (0: it has played everything it was given).
+
+    Optional. Without it the engine assumes a speaker that plays what it is given in order,
+    in real time, from the moment it is given (exact for the WAV timeline and close for a
+    local device). A front end with its own buffering (a browser's jitter buffer, a network
+    hop) sends it whenever it knows better, e.g. every 100-250 ms while it plays and once
+    when it runs dry, so that a barge-in stops what is really sounding and the history
+    keeps only what the listener really heard of an answer they cut.
+    """
+
+    queued_seconds: float
+
+
+@dataclass(frozen=True, kw_only=True)
 class Tick:
     """Time passed; the engine checks its deadlines."""
 
@@ -99,6 +115,7 @@ WorkerEvent = (
     | SessionFailed
     | SessionClosed
     | ToolFinished
+    | PlaybackProgress
     | Tick
     | Operator
 )

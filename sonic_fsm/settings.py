@@ -93,6 +93,17 @@ class ToolSettings:
 
 
 @dataclass
+class Speech:
+    """The client's speech tracker (see :mod:`sonic_fsm.ledger`)."""
+
+    threshold_db: float = -45.0
+    min_pause_ms: int = 300
+    turn_pause_ms: int = 0
+    preroll_ms: int = 300
+    abandon_seconds: float = 4.0
+
+
+@dataclass
 class Settings:
     transition_threshold_seconds: float = 360.0
     audio_buffer_duration_seconds: float = 10.0
@@ -108,6 +119,7 @@ class Settings:
     backend: Backend = field(default_factory=Backend)
     emulator: Emulator = field(default_factory=Emulator)
     tools: ToolSettings = field(default_factory=ToolSettings)
+    speech: Speech = field(default_factory=Speech)
 
     @property
     def hard_deadline_seconds(self) -> float:
@@ -250,6 +262,11 @@ RANGES: dict[str, Range] = {
     "tools.timeout_seconds": Range(0.1, 600, "s"),
     "tools.max_threads": Range(1, 64, "threads"),
     "tools.test_tool_seconds": Range(0, 60, "s"),
+    "speech.threshold_db": Range(-90, -1, "dBFS"),
+    "speech.min_pause_ms": Range(50, 5_000, "ms"),
+    "speech.turn_pause_ms": Range(100, 10_000, "ms", off=0),  # 0: from the endpointing
+    "speech.preroll_ms": Range(0, 2_000, "ms"),
+    "speech.abandon_seconds": Range(0.5, 600, "s"),
 }
 
 # Settings that take one of a few values (numbers or words).

@@ -50,11 +50,7 @@ def assistant_busy(conv: Conversation, sink: TimelineSink) -> bool:
     engine = conv.engine
     if engine is None:
         return False
-    turn = any(
-        s.turn_in_progress for s in engine.sessions.values() if s.role in ("current", "closing")
-    )
-    waiting = any(u.transcript is not None and not u.answer_done for u in engine.speech.utterances)
-    return turn or waiting or sink.queued_seconds(conv.now()) > 0
+    return engine.answer_pending or sink.queued_seconds(conv.now()) > 0
 
 
 def converse(
