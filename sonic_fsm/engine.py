@@ -59,6 +59,8 @@ class Session:
     answer_audio: str | None = None  # content id of the latest answer's audio
     answer_audio_bytes: int = 0
     answer_entry: Entry | None = None  # the latest answer's words in the history
+    answer_cut: bool = False  # the user cut the latest answer (its history entry is final)
+    unheard: str | None = None  # content id of audio not played: it began over the user
     audio_in_bytes: int = 0
     audio_out_bytes: int = 0
     history_bytes: int = 0
@@ -301,8 +303,9 @@ class Engine:
         """The user cut ``sess``'s latest answer: the history keeps the part they heard."""
         full = sess.answer_entry.text if sess.answer_entry else " ".join(sess.speculative_texts)
         sess.speculative_texts.clear()
-        if not full:
+        if not full or sess.answer_cut:
             return
+        sess.answer_cut = True
         words = full.split()
         heard = self.playback.heard_seconds(sess.answer_audio or "", self.now)
         total = max(
@@ -489,6 +492,7 @@ class Engine:
         if history_turn:
             sess.history_answers_due -= 1
         sess.answer_audio, sess.answer_audio_bytes, sess.answer_entry = None, 0, None
+        sess.answer_cut = False
         self.ledger.answer_began(sess.id, sess.last_seq, evidence=not history_turn)
 
     def _on_text(self, sess: Session, t: pr.TextOutput) -> None:
@@ -507,7 +511,8 @@ class Engine:
             )
             if final:
                 sess.speculative_texts.clear()
-                sess.answer_entry = self.ledger.assistant_said(sess.id, t.text)
+                if not sess.answer_cut:  # else the user cut it: what they heard stays
+                    sess.answer_entry = self.ledger.assistant_said(sess.id, t.text)
             else:
                 sess.speculative_texts.append(t.text)
 
@@ -535,6 +540,17 @@ class Engine:
         if a.content_id == sess.answer_audio:
             sess.answer_audio_bytes += len(a.pcm)
         self.playback.arrived(sess.id, len(a.pcm), self.now)
+        first = a.content_id == sess.answer_audio and sess.answer_audio_bytes == len(a.pcm)
+        if first and self.ledger.open is not None and not self.muted:
+            # The answer would start while the user is speaking: it would talk over them.
+            # Their speech cuts it, as a barge-in would; its service answers them next.
+            sess.unheard = a.content_id
+            self._keep_what_was_heard(sess)
+            if self.s.session_logging.log_barge_in_events:
+                self._say(f"[BARGE_IN] {sess.id} began an answer over the user: not played")
+        if a.content_id == sess.unheard:
+            self.metrics.audio_interrupted_bytes += len(a.pcm)
+            return
         play = fx.Play(session_id=sess.id, content_id=a.content_id, pcm=a.pcm)
         if self.old is not None and sess.id != self.old:
             self.held.append(play)  # the old session's answer plays to its end first

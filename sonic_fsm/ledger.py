@@ -193,7 +193,7 @@ class Ledger:
         since = 0 if acct is None else (acct.done if finished else acct.begun)
         pending = [s for s in self.stretches if s.start >= since]
         if pending and self._abandoned(pending, heard_to):
-            since, pending = heard_to + 1, []
+            since, pending = pending[-1].end or since, []
         start = pending[0].start if pending else heard_to + 1
         return max(since, start - self.preroll_frames)
 
