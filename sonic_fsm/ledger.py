@@ -35,19 +35,27 @@ from sonic_fsm.settings import Settings
 
 # Nova 2 Sonic's pause that ends a turn, per turnDetectionConfiguration.endpointingSensitivity.
 ENDPOINTING_PAUSE_SECONDS = {"HIGH": 1.5, "MEDIUM": 1.75, "LOW": 2.0}
-# With no setting the client assumes the shortest pause: a shorter assumption than the
-# service's is safe (see module docstring); a longer one needs the min-pause fallback.
+# The embedded emulator takes MEDIUM when sessionStart names no level.
+EMULATOR_SENSITIVITY = "MEDIUM"
+# Against Bedrock with no level sent, the client assumes the shortest pause: assuming a
+# shorter pause than the service's is safe (see above); a longer one needs the fallback.
 ASSUMED_SENSITIVITY = "HIGH"
 ENTRY_LIMIT = 400  # history kept; a new session gets at most history.max_messages of it
 
 
 def turn_pause_seconds(s: Settings) -> float:
     """The pause after which the service ends a user's turn, as far as the client knows."""
+    level = s.backend.endpointing_sensitivity
     if s.speech.turn_pause_ms > 0:
         return s.speech.turn_pause_ms / 1000
     if s.backend.kind == "emulator":
-        return s.emulator.end_of_speech_ms / 1000
-    return ENDPOINTING_PAUSE_SECONDS[s.backend.endpointing_sensitivity or ASSUMED_SENSITIVITY]
+        override = s.emulator.end_of_speech_ms
+        return (
+            override / 1000
+            if override > 0
+            else ENDPOINTING_PAUSE_SECONDS[level or EMULATOR_SENSITIVITY]
+        )
+    return ENDPOINTING_PAUSE_SECONDS[level or ASSUMED_SENSITIVITY]
 
 
 def level_db(pcm: bytes) -> float:

@@ -179,6 +179,7 @@ def test_an_answer_to_a_history_turn_proves_nothing_about_the_audio() -> None:
 
 def test_the_pause_follows_the_settings() -> None:
     assert turn_pause_seconds(load(None, ["emulator.end_of_speech_ms=800"])) == 0.8
+    assert turn_pause_seconds(load(None, [])) == 1.75  # the emulator's own default
     bedrock = ["backend.kind=bedrock"]
     assert turn_pause_seconds(load(None, bedrock)) == 1.5
     assert turn_pause_seconds(load(None, [*bedrock, "backend.endpointing_sensitivity=LOW"])) == 2.0
