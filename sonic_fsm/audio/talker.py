@@ -97,6 +97,7 @@ class TalkerConfig:
     repeat: bool = False  # start the script again after its last line, numbers continuing
     seed: int = 0
     espeak_voice: str = "en"
+    tool_every: int = 0  # with tones: every k-th line is a tool question (``*CN#``)
 
 
 @dataclass(kw_only=True)
@@ -166,6 +167,9 @@ class Talker:
     def render(self, number: int, text: str) -> bytes:
         """The PCM of one line: speech of ``text``, or the test signal of ``number``."""
         if not self.uses_speech:
+            every = self.config.tool_every
+            if every > 0 and number % every == 0:
+                return testsignal.tool_question(number, self.config.rate)
             return testsignal.utterance(number, self.config.rate)
         if text not in self._speech:
             self._speech[text] = synthesize(text, self.config.rate, self.config.espeak_voice)
