@@ -130,10 +130,11 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--sdk", action="store_true", help="also run over the real AWS SDK")
     bench.add_argument(
         "--scenario",
-        choices=["all", "hand-off", "turn-taking"],
+        choices=["all", "hand-off", "turn-taking", "tools"],
         default="all",
         help="hand-off: the long, real-time and SDK runs; turn-taking: pauses, endpointing "
-        "levels, follow-ups and barge-ins near hand-offs",
+        "levels, follow-ups and barge-ins near hand-offs; tools: tool questions across "
+        "hand-offs (for --minutes, virtual time)",
     )
     bench.add_argument(
         "--turn-minutes", type=float, default=10.0, help="turn-taking: minutes per conversation"

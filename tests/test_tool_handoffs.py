@@ -4,12 +4,15 @@ question, whatever the hand-off, the failure or the tool's speed."""
 
 from __future__ import annotations
 
+import json
 import re
 from collections import Counter
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
+from sonic_fsm import cli
 from sonic_fsm.backends.local import FaultPlan, LocalBackend, no_faults
 from sonic_fsm.bench import oracle
 from sonic_fsm.bench.run import ScoredRun, scored_run
@@ -186,3 +189,13 @@ def test_a_repeated_tool_use_id_runs_once() -> None:
     t = talk(lines, 0.5, lambda n: Faults(repeat_tool_use=True))
     everything_once(t)
     assert sum(1 for x in t.run.log if "asked again: ignored" in x) == 2
+
+
+def test_the_tools_bench_scenario_reports_every_count(tmp_path: Path) -> None:
+    out = tmp_path / "tools.json"
+    assert cli.main(["bench", "--scenario", "tools", "--minutes", "4", "--json", str(out)]) == 0
+    f = json.loads(out.read_text())["tools"]
+    assert f["tool_questions"] >= 5 and f["handoffs"] >= 3
+    assert f["tool_answered_once_with_result"] == f["tool_questions"]
+    assert f["tool_lost"] == f["tool_answered_twice"] == f["tool_wrong_result"] == 0
+    assert f["tool_ran_twice"] == [] and "tool_added_reply_delay_ms_p99" in f

@@ -231,7 +231,7 @@ def main(
     seeds: int = 2,
 ) -> int:
     """``scenario``: ``hand-off`` (the three runs above), ``turn-taking``
-    (:mod:`sonic_fsm.bench.turn_taking`) or ``all``."""
+    (:mod:`sonic_fsm.bench.turn_taking`), ``tools`` (:mod:`sonic_fsm.bench.tools`) or ``all``."""
     figures: dict[str, Any] = {}
     if scenario in ("all", "hand-off"):
         out(f"bench: {minutes:g}-minute conversation in virtual time ...")
@@ -249,6 +249,12 @@ def main(
 
         figures["turn_taking"] = turn_taking.run(settings, turn_minutes, seeds, out)
         bad = bad or turn_taking.broken(figures["turn_taking"])
+    if scenario in ("all", "tools"):
+        from sonic_fsm.bench import tools  # it runs its conversation with scored_run
+
+        out(f"bench: {minutes:g}-minute conversation with tool questions in virtual time ...")
+        figures["tools"] = tools.scenario(settings, minutes)
+        bad = bad or tools.broken(figures["tools"])
     text = json.dumps(figures, indent=2)
     out(text)
     if json_path:
