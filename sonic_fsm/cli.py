@@ -123,6 +123,9 @@ def _parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", help="measure: hand-offs, losses, speed, memory")
     _settings_args(bench)
     bench.add_argument("--minutes", type=float, default=30.0, help="conversation length")
+    bench.add_argument(
+        "--hours", type=float, default=8.0, help="memory: the conversation's length in hours"
+    )
     bench.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
     bench.add_argument(
         "--realtime-minutes", type=float, default=1.5, help="real-time run length (0: skip)"
@@ -130,11 +133,12 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--sdk", action="store_true", help="also run over the real AWS SDK")
     bench.add_argument(
         "--scenario",
-        choices=["all", "hand-off", "turn-taking", "tools"],
+        choices=["all", "hand-off", "turn-taking", "tools", "memory"],
         default="all",
         help="hand-off: the long, real-time and SDK runs; turn-taking: pauses, endpointing "
         "levels, follow-ups and barge-ins near hand-offs; tools: tool questions across "
-        "hand-offs (for --minutes, virtual time)",
+        "hand-offs (for --minutes, virtual time); memory (not in all): an --hours "
+        "conversation spooled to disk, its peak RSS and growth per simulated hour",
     )
     bench.add_argument(
         "--turn-minutes", type=float, default=10.0, help="turn-taking: minutes per conversation"
@@ -240,20 +244,20 @@ def cmd_run(args: argparse.Namespace) -> int:
     log_lines: list[str] = []
 
     def log(line: str) -> None:
-        if args.score:
-            log_lines.append(line)  # the oracle reads the hand-off windows from it
+        if args.score and "[TRANSITION]" in line:
+            log_lines.append(line)  # the oracle reads the hand-off windows from these
         _log_line(line)
 
     conv = build_conversation(settings, mic, speaker, log=log, talker_repeats=False)
     caught: list[int] = []
     result = clock.run(run_until_signalled(conv, caught), virtual=args.fast)
     if args.score:
-        from sonic_fsm.audio.wav import read_wav
+        from sonic_fsm.audio.wav import iter_wav
         from sonic_fsm.bench import oracle
 
-        s = oracle.score(
-            read_wav(mic),
-            read_wav(speaker, settings.audio.output_sample_rate),
+        s = oracle.score_stream(
+            iter_wav(mic),
+            iter_wav(speaker, settings.audio.output_sample_rate),
             oracle.handoff_windows(log_lines),
         )
         result.metrics["oracle"] = s.as_dict()
@@ -319,7 +323,7 @@ def _span(option: str, text: str, most: float | None = None) -> tuple[float, flo
 
 
 def cmd_score(args: argparse.Namespace) -> int:
-    from sonic_fsm.audio.wav import read_wav
+    from sonic_fsm.audio.wav import iter_wav
     from sonic_fsm.bench import oracle
 
     windows: list[tuple[float, float]] = []
@@ -328,8 +332,7 @@ def cmd_score(args: argparse.Namespace) -> int:
             windows = oracle.handoff_windows(Path(args.log).read_text().splitlines())
         except OSError as e:
             raise UsageError(f"score: --log {args.log}: {e.strerror}") from None
-    mic, speaker = read_wav(args.mic), read_wav(args.speaker, oracle.OUTPUT_RATE)
-    s = oracle.score(mic, speaker, windows)
+    s = oracle.score_stream(iter_wav(args.mic), iter_wav(args.speaker, oracle.OUTPUT_RATE), windows)
     print(json.dumps(s.as_dict(), indent=2))
     return EXIT_OK if not s.lost and not s.answered_twice else EXIT_SCORE
 
@@ -346,6 +349,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         scenario=args.scenario,
         turn_minutes=args.turn_minutes,
         seeds=args.seeds,
+        hours=args.hours,
     )
 
 

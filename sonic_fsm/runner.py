@@ -14,7 +14,7 @@ import dataclasses
 import itertools
 import json
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, MutableSequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -67,7 +67,13 @@ class _SessionWorker:
         self.outbox: asyncio.Queue[Any] = asyncio.Queue()
         self.session: Session | None = None
         self.task = asyncio.create_task(self._run(), name=f"session-{session_id}")
+        self.task.add_done_callback(self._forget)
         self.reader: asyncio.Task[None] | None = None
+
+    def _forget(self, task: asyncio.Task[None]) -> None:
+        """A finished worker lets go of its session, so hours of sessions are not kept."""
+        if self.conv.workers.get(self.id) is self:
+            del self.conv.workers[self.id]
 
     async def _run(self) -> None:
         conv, sid = self.conv, self.id
@@ -189,7 +195,8 @@ class Conversation:
         self._stop_request: str | None = None
         self._last_failure: ev.SessionFailed | None = None
         self.engine_events = 0
-        self.chunk_cpu_ns: list[int] | None = None  # set to a list to measure the engine
+        # Set to a list (or an array("q"), 8 bytes an entry) to measure the engine.
+        self.chunk_cpu_ns: MutableSequence[int] | None = None
 
     # ---- the public face ---------------------------------------------------------------
 

@@ -26,6 +26,8 @@ from sonic_fsm.emulator.voice import Speaker
 from sonic_fsm.errors import SessionError
 from sonic_fsm.settings import Settings, SettingsError
 
+RECENT_SESSIONS = 8  # sessions a backend keeps for inspection after they closed
+
 FaultPlan = Callable[[int], Faults]
 """Faults for the n-th session opened (1-based)."""
 
@@ -123,8 +125,11 @@ def _fault_sessions(item: str, who: str) -> tuple[int, int | None]:
 
 
 class LocalSession:
-    def __init__(self, model: EmulatorSession) -> None:
+    def __init__(
+        self, model: EmulatorSession, on_closed: Callable[[LocalSession], None] | None = None
+    ) -> None:
         self.model = model
+        self._on_closed = on_closed
         self._loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
         self._out: deque[Any] = deque()
@@ -179,6 +184,8 @@ class LocalSession:
             self._closed = True
             self.model.close_input(self._loop.time())
             self._wake.set()
+            if self._on_closed is not None:
+                self._on_closed(self)
 
 
 def plan_from_settings(settings: Settings) -> FaultPlan:
@@ -250,7 +257,10 @@ class LocalBackend:
             recogniser = recogniser_from_settings(settings)
         self.recogniser = recogniser
         self.opened = 0
-        self.sessions: list[LocalSession] = []
+        self.sessions: deque[LocalSession] = deque(maxlen=RECENT_SESSIONS)
+        """The most recent sessions, open or closed (to inspect); older ones are let go, so
+        a conversation of hours does not keep every session's model."""
+        self._open: set[LocalSession] = set()
 
     async def open(self, session_id: str) -> LocalSession:
         self.opened += 1
@@ -271,10 +281,11 @@ class LocalBackend:
         # In virtual time a blocking recogniser costs no virtual time: recognise inline, which
         # keeps virtual runs deterministic. In real time, recognise on a worker thread.
         model.defer_recognition = not isinstance(loop, clock.VirtualTimeLoop)
-        session = LocalSession(model)
+        session = LocalSession(model, on_closed=self._open.discard)
         self.sessions.append(session)
+        self._open.add(session)
         return session
 
     async def aclose(self) -> None:
-        for s in self.sessions:
+        for s in list(self._open):
             await s.close()

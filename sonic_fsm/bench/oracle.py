@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from sonic_fsm.runner import percentile
-from sonic_fsm.testsignal import Mark, answer, decode_marks
+from sonic_fsm.testsignal import DtmfDecoder, Mark, MarkParser, answer, decode_marks
 
 INPUT_RATE = 16000
 OUTPUT_RATE = 24000
@@ -181,11 +181,19 @@ def _spoken_while_due(n: int, began: float, spoken_at: list[float]) -> bool:
 def sounding_blocks(pcm: bytes, rate: int = OUTPUT_RATE) -> np.ndarray:
     """Per 10 ms block of a timeline: is something sounding? Short quiet inside sound (between
     syllables, between tones) counts as sound."""
+    return _bridged(_loud(pcm, rate))
+
+
+def _loud(pcm: bytes, rate: int) -> np.ndarray:
+    """Per whole 10 ms block of ``pcm``: louder than :data:`SOUNDING_DB`?"""
     block = int(rate * BLOCK_SECONDS)
     n = len(pcm) // (2 * block)
     x = np.frombuffer(pcm, dtype="<i2", count=n * block).astype(np.float64)
     power = (x.reshape(n, block) ** 2).mean(axis=1) if n else np.zeros(0)
-    loud = power > (10 ** (SOUNDING_DB / 20) * 32768) ** 2
+    return np.asarray(power > (10 ** (SOUNDING_DB / 20) * 32768) ** 2)
+
+
+def _bridged(loud: np.ndarray) -> np.ndarray:
     bridge = round(BRIDGE_SECONDS / BLOCK_SECONDS)
     idx = np.flatnonzero(loud)
     step = np.diff(idx)
@@ -242,9 +250,45 @@ def handoff_windows(log_lines: Iterable[str]) -> list[Window]:
 
 def score(input_pcm: bytes, output_pcm: bytes, handoffs: Sequence[Window] = ()) -> Score:
     """Score a run from its input (16 kHz) and its speaker timeline (24 kHz)."""
-    spoken = [m for m in decode_marks(input_pcm, INPUT_RATE) if m.kind in "*C"]
-    heard = [m for m in decode_marks(output_pcm, OUTPUT_RATE, partials=True) if m.kind in "AB"]
-    return score_marks(spoken, heard, sounding_blocks(output_pcm), handoffs)
+    return score_stream([input_pcm], [output_pcm], handoffs)
+
+
+def score_stream(
+    input_blocks: Iterable[bytes], output_blocks: Iterable[bytes], handoffs: Sequence[Window] = ()
+) -> Score:
+    """:func:`score` in one streaming pass over each side, a block at a time (e.g. from
+    :func:`sonic_fsm.audio.wav.iter_wav`): memory holds the marks and one bit per 10 ms of
+    output, not the audio, so hours of conversation score in a few MB."""
+    spoken, _ = decode_stream(input_blocks, INPUT_RATE)
+    heard, loud = decode_stream(output_blocks, OUTPUT_RATE, partials=True, sounding=True)
+    return score_marks(
+        [m for m in spoken if m.kind in "*C"],
+        [m for m in heard if m.kind in "AB"],
+        _bridged(loud),
+        handoffs,
+    )
+
+
+def decode_stream(
+    blocks: Iterable[bytes], rate: int, partials: bool = False, sounding: bool = False
+) -> tuple[list[Mark], np.ndarray]:
+    """The marks in a stream of PCM blocks (as :func:`decode_marks` finds in the whole) and,
+    with ``sounding``, which of its 10 ms blocks are loud."""
+    decoder, parser = DtmfDecoder(rate), MarkParser(partials)
+    marks: list[Mark] = []
+    loud: list[np.ndarray] = []
+    step = 2 * int(rate * BLOCK_SECONDS)
+    pending = b""
+    for pcm in blocks:
+        marks += parser.feed(decoder.feed(pcm))
+        if sounding:
+            data = pending + pcm
+            whole = len(data) - len(data) % step
+            loud.append(_loud(data[:whole], rate))
+            pending = data[whole:]
+    marks += parser.feed(decoder.feed(b"\x00\x00" * decoder.block * 2))  # the last key
+    marks += parser.flush()
+    return marks, np.concatenate(loud) if loud else np.zeros(0, dtype=bool)
 
 
 @dataclass

@@ -13,6 +13,7 @@ and the turn-taking scenario (:mod:`sonic_fsm.bench.turn_taking`). ``--scenario`
 
 from __future__ import annotations
 
+import array
 import asyncio
 import json
 import resource
@@ -25,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from sonic_fsm import clock
-from sonic_fsm.audio.wav import TimelineSink
+from sonic_fsm.audio.wav import INPUT_RATE, TimelineSink, WavWriter, iter_wav
 from sonic_fsm.backends.base import Backend
 from sonic_fsm.backends.local import LocalBackend
 from sonic_fsm.bench import oracle
@@ -79,13 +80,22 @@ def scored_run(
     late_at: dict[int, float] | None = None,
     tools: Iterable[Tool] = (),
     react_with_tool: bool = False,
+    spool: Path | None = None,
     **source_options: Any,
 ) -> ScoredRun:
     """Speak ``lines`` (and react at hand-offs), then score what the speaker played, with
     the hand-off windows of the run's log. ``tools``: offered besides the settings' (e.g. a
-    test-signal tool with its own timing); ``source_options`` go to :class:`ReactiveSource`."""
+    test-signal tool with its own timing); ``source_options`` go to :class:`ReactiveSource`.
+
+    With ``spool`` (a folder), what was said and heard (and the log) goes to files there as
+    the conversation runs and is scored in a streaming pass: memory then holds the
+    conversation alone, however long it is (the memory scenario)."""
     holder: list[Conversation] = []
-    sink = TimelineSink(None, settings.audio.output_sample_rate)
+    rate = settings.audio.output_sample_rate
+    sink = TimelineSink(spool / "heard.wav" if spool else None, rate)
+    said = WavWriter(spool / "said.wav", INPUT_RATE) if spool else None
+    # Reactions are numbered after the script's lines, so no two utterances share an id.
+    source_options.setdefault("extra_start", max([1000, *(line.number for line in lines)]) + 1)
 
     def state() -> str:
         engine = holder[0].engine if holder else None
@@ -102,22 +112,34 @@ def scored_run(
         barge_in_at=barge_in_at,
         late_at=late_at,
         react_with_tool=react_with_tool,
+        record=said.write if said else None,
         **source_options,
     )
     log: list[str] = []
+    log_file = open(spool / "log.txt", "w") if spool else None  # noqa: SIM115 (closed below)
+
+    def log_line(line: str) -> None:
+        if log_file is not None:
+            log_file.write(line + "\n")  # spooled too: the log is the bench's own record
+        else:
+            log.append(line)
+
     conv = Conversation(
-        settings, backend or LocalBackend(settings), source, sink, log=log.append, tools=tools
+        settings, backend or LocalBackend(settings), source, sink, log=log_line, tools=tools
     )
-    conv.chunk_cpu_ns = []
+    conv.chunk_cpu_ns = array.array("q")  # 8 bytes a chunk, not a Python int each
     holder.append(conv)
     rss: list[tuple[float, float]] = []
 
     async def sample_memory() -> None:
-        # The bench's own recordings (what was said and heard, kept for the oracle) grow by
-        # design; they are taken out so the figure is the conversation's own growth.
+        # The bench's own recordings (what was said and heard, kept for the oracle, and the
+        # engine's time per chunk) grow by design; they are taken out so the figure is the
+        # conversation's own growth.
         loop = asyncio.get_running_loop()
+        cpu = conv.chunk_cpu_ns
         while True:
-            kept = (len(sink.timeline) + len(source.recorded)) / 1e6
+            own = len(sink.timeline) + len(source.recorded) + 8 * len(cpu or ())
+            kept = own / 1e6
             rss.append((loop.time(), _rss_mb() - kept))
             await asyncio.sleep(60.0)
 
@@ -131,8 +153,18 @@ def scored_run(
     wall = time.perf_counter()
     result = clock.run(main(), virtual=virtual)
     wall = time.perf_counter() - wall
-    windows = oracle.handoff_windows(log)
-    score = oracle.score(bytes(source.recorded), bytes(sink.timeline), windows)
+    if spool is not None and said is not None and log_file is not None:
+        said.close()
+        log_file.close()
+        log = (spool / "log.txt").read_text().splitlines()
+        score = oracle.score_stream(
+            iter_wav(spool / "said.wav", INPUT_RATE),
+            iter_wav(spool / "heard.wav", rate),
+            oracle.handoff_windows(log),
+        )
+    else:
+        windows = oracle.handoff_windows(log)
+        score = oracle.score(bytes(source.recorded), bytes(sink.timeline), windows)
     return ScoredRun(result, score, conv, source, sink, log, wall, rss)
 
 
@@ -142,6 +174,7 @@ def conversation(
     backend: Backend | None = None,
     virtual: bool = True,
     spacing: float = 15.0,
+    spool: Path | None = None,
 ) -> dict[str, Any]:
     """One scored conversation of ``minutes``; returns the figures."""
     count = max(1, int(minutes * 60 / spacing))
@@ -152,6 +185,7 @@ def conversation(
         virtual,
         barge_in_at=(2,),
         late_at={3: 2.6, 4: 2.9},
+        spool=spool,
     )
     score, result, rss = run.score, run.result, run.rss
     m = result.metrics
@@ -185,8 +219,19 @@ def conversation(
         "engine_us_per_chunk_p50": percentile(us, 50),
         "engine_us_per_chunk_p99": percentile(us, 99),
         "rss_mb": round(_rss_mb(), 1),
+        "rss_peak_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e3, 1),
         "rss_mb_per_hour": growth,
     }
+
+
+def memory(settings: Settings, hours: float) -> dict[str, Any]:
+    """A long conversation in virtual time with what was said and heard spooled to disk,
+    so the process holds only the conversation: its peak RSS and growth per simulated hour.
+    Run alone (``--scenario memory``), so the peak is this conversation's and no other's."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="sonic-bench-memory-") as spool:
+        return conversation(settings, hours * 60, spool=Path(spool))
 
 
 def over_sdk(settings: Settings, minutes: float) -> dict[str, Any]:
@@ -229,10 +274,15 @@ def main(
     scenario: str = "all",
     turn_minutes: float = 10.0,
     seeds: int = 2,
+    hours: float = 8.0,
 ) -> int:
     """``scenario``: ``hand-off`` (the three runs above), ``turn-taking``
-    (:mod:`sonic_fsm.bench.turn_taking`), ``tools`` (:mod:`sonic_fsm.bench.tools`) or ``all``."""
+    (:mod:`sonic_fsm.bench.turn_taking`), ``tools`` (:mod:`sonic_fsm.bench.tools`), ``all``,
+    or ``memory`` (:func:`memory`, not in ``all``)."""
     figures: dict[str, Any] = {}
+    if scenario == "memory":
+        out(f"bench: {hours:g}-hour conversation in virtual time, spooled, for memory ...")
+        figures["memory"] = memory(settings, hours)
     if scenario in ("all", "hand-off"):
         out(f"bench: {minutes:g}-minute conversation in virtual time ...")
         figures["virtual"] = conversation(settings, minutes)

@@ -121,8 +121,8 @@ class ReactiveSource:
     line before. What it says in reaction has pauses inside drawn from ``pause_inside``.
     Nothing is begun less than ``min_gap`` seconds after the last utterance ended (longer
     than the service's endpointing, two utterances are never heard as one turn). Everything
-    it says is kept in ``recorded`` for the oracle, and each state it saw, with the time, in
-    ``states``.
+    it says is kept for the oracle: in ``recorded``, or handed to ``record`` (to write it to
+    disk as it goes); and each state it saw, with the time, in ``states``.
     """
 
     def __init__(
@@ -140,6 +140,7 @@ class ReactiveSource:
         pause_inside: tuple[float, float] = (0.0, 0.0),
         seed: int = 0,
         min_gap: float = 0.0,
+        record: Callable[[bytes], None] | None = None,
     ) -> None:
         self.react_with_tool = react_with_tool
         self.lines = sorted(lines, key=lambda line: line.at)
@@ -152,6 +153,7 @@ class ReactiveSource:
         self.next_extra = extra_start
         self.tail_seconds = tail_seconds
         self.recorded = bytearray()
+        self.record = record or self.recorded.extend
         self.extras: list[int] = []
         self.handoffs_seen = 0
         self.barge_in_delay = barge_in_delay or {}
@@ -211,7 +213,7 @@ class ReactiveSource:
                 end = max(end, t + 8.0 + self.tail_seconds)
             chunk = bytes(pending[: self.chunk_bytes]).ljust(self.chunk_bytes, b"\x00")
             del pending[: self.chunk_bytes]
-            self.recorded += chunk
+            self.record(chunk)
             yield chunk
             i += 1
             if not queue and not pending and react_at is None and t >= end:

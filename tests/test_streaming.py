@@ -1,4 +1,5 @@
-"""WAV files in and out, streamed: the same audio as a whole-file pass, in flat memory."""
+"""Audio streamed in blocks: WAV files in and out, and the oracle in one pass, giving the
+same results as a whole-file pass in memory that does not grow with the conversation."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from sonic_fsm import cli
 from sonic_fsm.audio.wav import TimelineSink, WavSource, iter_wav, read_wav
+from sonic_fsm.bench import oracle
 
 
 def whole_file(path: Path, rate: int) -> bytes:
@@ -71,3 +74,18 @@ def test_the_speaker_file_is_valid_and_final_as_it_grows(tmp_path: Path) -> None
         pcm = w.readframes(w.getnframes())
     assert pcm == b"\x01\x00" * 300 + b"\x00\x00" * 700 + b"\x02\x00" * 100
     assert len(sink.timeline) == 0  # nothing final is kept in memory
+
+
+def test_the_oracle_scores_a_stream_of_blocks_as_it_scores_the_whole(tmp_path: Path) -> None:
+    mic, speaker = tmp_path / "in.wav", tmp_path / "out.wav"
+    assert cli.main(["signal", "--output", str(mic), "--count", "5", "--spacing", "8"]) == 0
+    run = ["run", "--headless", "--fast", "--mic", str(mic), "--speaker", str(speaker)]
+    assert cli.main([*run, "--set", "session_limit_seconds=30",
+                     "--set", "transition_threshold_seconds=10",
+                     "--set", "hard_deadline_margin_seconds=5"]) == 0  # fmt: skip
+    whole = oracle.score(read_wav(mic), read_wav(speaker, 24000), [(12.0, 14.0)])
+    blocks = oracle.score_stream(
+        iter_wav(mic, block_frames=997), iter_wav(speaker, 24000, block_frames=1013), [(12.0, 14.0)]
+    )
+    assert whole.answered_once == 5
+    assert blocks == whole
