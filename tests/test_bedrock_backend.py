@@ -111,12 +111,19 @@ class Stray:
         asyncio.get_running_loop().set_exception_handler(lambda _l, ctx: self.items.append(ctx))
 
 
+RUN_TIMEOUT_S = 120.0  # every test's own waits are shorter; this bounds a hang in the SDK
+
+
 def run(coro_fn: Callable[[Stray], Any]) -> Any:
+    """Run one test's coroutine on a fresh loop, bounded. The sessions it opens close
+    within ``backend.close_timeout_seconds`` (the backend's own bound, then its transport is
+    released), so the loop can always finish."""
     stray = Stray()
 
     async def main() -> Any:
         stray.install()
-        return await coro_fn(stray)
+        async with asyncio.timeout(RUN_TIMEOUT_S):
+            return await coro_fn(stray)
 
     result = asyncio.run(main())
     gc.collect()
