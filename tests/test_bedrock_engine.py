@@ -28,6 +28,7 @@ from sonic_fsm.emulator.sigv4 import Credentials as EndpointCredentials
 from sonic_fsm.emulator.tls import TlsFiles, ensure_certificates, server_context
 from sonic_fsm.runner import Conversation, RunResult
 from sonic_fsm.settings import Settings, load
+from sonic_fsm.tools import Tool
 
 KEY_ID = "AKIDSONICFSMTEST0002"
 SECRET = "emulator-secret-for-engine-tests"
@@ -61,7 +62,11 @@ def converse(
     secret: str = SECRET,
     creds: credentials.Credentials | None = None,
     sessions: tuple[str, ...] = tuple(SHORT_SESSIONS),
+    tools: tuple[Tool, ...] = (),
+    tool_every: int = 0,
 ) -> tuple[RunResult, Talker, TimelineSink, Any]:
+    """``tools`` are offered besides the settings'; every ``tool_every``-th line is a tool
+    question."""
     server_settings = load(None, list(sessions))
 
     def make() -> Endpoint:
@@ -98,10 +103,11 @@ def converse(
                 voice="tones",
                 lead_in_seconds=0.5,
                 think_seconds=0.3,
+                tool_every=tool_every,
             ),
             assistant_busy=lambda: assistant_busy(holder["conv"], sink),
         )
-        conv = Conversation(settings, backend, talker, sink)
+        conv = Conversation(settings, backend, talker, sink, tools=tools)
         holder["conv"] = conv
         stray: list[dict[str, Any]] = []
 
