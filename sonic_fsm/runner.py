@@ -169,6 +169,7 @@ class Conversation:
         finish_when_input_ends: bool = True,
         tools: Iterable[tl.Tool] = (),
         recorder: Callable[[], Observer] | None = None,
+        on_handled: Callable[[ev.WorkerEvent | None, list[fx.Effect]], None] | None = None,
     ) -> None:
         self.settings = settings
         self.backend = backend
@@ -177,6 +178,9 @@ class Conversation:
         self.observer: Observer = observer or NullObserver()
         self.recording = observer is not None
         self.make_recorder = recorder
+        # Told of every batch of effects once carried out, with the event that caused it
+        # (None for the start and the end): the public API turns them into its events.
+        self.on_handled = on_handled
         self.log = log or (lambda line: None)
         self.finish_when_input_ends = finish_when_input_ends
         # Imported and checked now, so a bad tool module stops the start with one line.
@@ -289,7 +293,7 @@ class Conversation:
                     self.chunk_cpu_ns.append(time.process_time_ns() - t)
                 else:
                     effects = self.engine.handle(event, self.now())
-                self._apply(effects)
+                self._apply(effects, event)
                 if self.engine.next_deadline() != before:
                     self._rearm.set()
                 if self._stop_request is not None and self._stopped is None:
@@ -357,7 +361,7 @@ class Conversation:
 
     # ---- effects -----------------------------------------------------------------------
 
-    def _apply(self, effects: list[fx.Effect]) -> None:
+    def _apply(self, effects: list[fx.Effect], event: ev.WorkerEvent | None = None) -> None:
         now = self.now()
         for e in effects:
             match e:
@@ -384,6 +388,8 @@ class Conversation:
                     self.observer.transition(now, trigger, source, dest, list(ids))
                 case fx.Stopped(reason=reason):
                     self._stopped = reason
+        if self.on_handled is not None:
+            self.on_handled(event, effects)
 
     def _run_tool(self, e: fx.RunTool) -> None:
         """Off the audio path: a task (plain functions go to the bounded thread pool)."""
