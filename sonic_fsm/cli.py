@@ -148,6 +148,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     bench.set_defaults(func=cmd_bench)
 
+    serve = sub.add_parser("serve", help="the voice server: a browser page, one conversation each")
+    _settings_args(serve)
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback)")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.set_defaults(func=cmd_serve)
+
     emulator = sub.add_parser("emulator", help="the Nova Sonic emulator")
     emulator_sub = emulator.add_subparsers(dest="emulator_command", required=True)
     from sonic_fsm.emulator.serve_cli import register
@@ -351,6 +357,15 @@ def cmd_bench(args: argparse.Namespace) -> int:
         seeds=args.seeds,
         hours=args.hours,
     )
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from sonic_fsm.web.server import serve
+
+    if not 0 <= args.port <= 65535:
+        raise UsageError(f"serve: --port must be 0 to 65535, not {args.port}")
+    serve(_load(args), host=args.host, port=args.port)
+    return 0
 
 
 class UsageError(ValueError):

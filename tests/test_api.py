@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import subprocess
+import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -231,3 +234,20 @@ def test_the_package_exports_the_api() -> None:
     assert {"Conversation", "Ended", "Settings", "Snapshot"} <= set(sonic_fsm.__all__)
     with pytest.raises(AttributeError):
         _ = sonic_fsm.NoSuchThing  # type: ignore[attr-defined]
+
+
+@pytest.mark.slow
+def test_the_readme_example_runs(tmp_path: Path) -> None:
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    section = readme.split("## Embedding", 1)[1]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    script = tmp_path / "example.py"
+    script.write_text(code)
+    out = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert out.stdout.splitlines() == [
+        "user: utterance 7",
+        "assistant: answer to utterance 7",
+        "ended: stopped by the operator",
+    ]

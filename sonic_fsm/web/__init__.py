@@ -1,0 +1,1 @@
+"""The voice server: an ASGI app (Starlette on uvicorn) and its browser page."""
