@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,11 +37,13 @@ class Server:
 
 
 @asynccontextmanager
-async def running(settings: Settings) -> AsyncIterator[Server]:
+async def running(
+    settings: Settings, make: Callable[[Settings], LocalBackend] | None = None
+) -> AsyncIterator[Server]:
     server = Server(url="")
 
     def backend(s: Settings) -> Backend:
-        b = LocalBackend(s, speaker=voice.synthetic)
+        b = make(s) if make else LocalBackend(s, speaker=voice.synthetic)
         server.backends.append(b)
         return b
 
@@ -230,5 +232,27 @@ def test_the_page_is_served() -> None:
             for name in ("app.js", "capture-worklet.js", "style.css"):
                 r = await http.get(f"http://{server.url}/static/{name}")
                 assert r.status_code == 200 and r.text
+
+    asyncio.run(main())
+
+
+class NoCredentials(LocalBackend):
+    async def start(self) -> None:
+        raise RuntimeError("no AWS credentials found")
+
+
+def test_a_conversation_that_cannot_start_says_why_and_closes() -> None:
+    async def main() -> None:
+        async with (
+            running(settings(), NoCredentials) as server,
+            connect(f"ws://{server.url}/ws") as ws,
+        ):
+            c = Client(ws)
+            with pytest.raises(ConnectionClosed):
+                await c.until(lambda c: False, 10)
+            assert [t["type"] for t in c.texts] == ["ready", "error", "ended"]
+            assert c.texts[-1]["reason"] == "failed: no AWS credentials found"
+            assert ws.close_code == 1011
+            assert ws.close_reason == "the conversation failed: no AWS credentials found"
 
     asyncio.run(main())

@@ -121,14 +121,19 @@ def make_app(settings: Settings, backend_factory: BackendFactory = default_backe
         conn = _Connection(ws, conv)
         audio = settings.audio
         await ws.send_text(msg.ready_message(audio.input_sample_rate, audio.output_sample_rate))
-        async with conv:
-            reader = asyncio.create_task(conn.read(), name="ws-reader")
-            events = asyncio.create_task(conn.events(), name="ws-events")
-            snapshots = asyncio.create_task(conn.snapshots(), name="ws-snapshots")
-            writer = asyncio.create_task(conn.write(), name="ws-writer")
-            # Until the client leaves (or is closed for a violation) or the conversation ends.
-            await asyncio.wait({reader, events}, return_when=asyncio.FIRST_COMPLETED)
-            conv.stop()  # every session is closed before the ``async with`` lets go
+        reader = asyncio.create_task(conn.read(), name="ws-reader")
+        events = asyncio.create_task(conn.events(), name="ws-events")
+        snapshots = asyncio.create_task(conn.snapshots(), name="ws-snapshots")
+        writer = asyncio.create_task(conn.write(), name="ws-writer")
+        failed: str | None = None
+        try:
+            async with conv:
+                # Until the client leaves (or is closed for a violation) or the conversation ends.
+                await asyncio.wait({reader, events}, return_when=asyncio.FIRST_COMPLETED)
+                conv.stop()  # every session is closed before the ``async with`` lets go
+        except Exception as e:  # the conversation could not run (e.g. no credentials)
+            log.warning("a conversation failed: %s", e)
+            failed = f"the conversation failed: {e}"
         # Send what is left (the end of the answer, ``ended``), then let the socket go.
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.shield(events), 5)
@@ -138,8 +143,9 @@ def make_app(settings: Settings, backend_factory: BackendFactory = default_backe
         for t in (reader, events, snapshots, writer):
             t.cancel()
         if ws.application_state is WebSocketState.CONNECTED:
+            code, reason = (1011, failed[:120]) if failed else (1000, "the conversation ended")
             with contextlib.suppress(RuntimeError, OSError):
-                await ws.close(code=1000, reason="the conversation ended")
+                await ws.close(code=code, reason=reason)
 
     return Starlette(
         routes=[
