@@ -146,6 +146,15 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument(
         "--seeds", type=int, default=2, help="turn-taking: conversations per endpointing level"
     )
+    bench.add_argument(
+        "--concurrent",
+        type=int,
+        metavar="N",
+        help="instead: N conversations at once, real time, over the SDK (see the README)",
+    )
+    bench.add_argument(
+        "--concurrent-seconds", type=float, default=75.0, help="length of each (default 75)"
+    )
     bench.set_defaults(func=cmd_bench)
 
     serve = sub.add_parser("serve", help="the voice server: a browser page, one conversation each")
@@ -344,6 +353,8 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    if args.concurrent is not None:
+        return _bench_concurrent(args)
     from sonic_fsm.bench.run import main as bench_main
 
     return bench_main(
@@ -366,6 +377,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise UsageError(f"serve: --port must be 0 to 65535, not {args.port}")
     serve(_load(args), host=args.host, port=args.port)
     return 0
+
+
+def _bench_concurrent(args: argparse.Namespace) -> int:
+    from sonic_fsm.bench import concurrent
+
+    if args.concurrent < 1 or args.concurrent_seconds < 20:
+        raise UsageError("bench: --concurrent must be at least 1, --concurrent-seconds 20 or more")
+    figures = concurrent.run(_load(args), args.concurrent, args.concurrent_seconds)
+    text = json.dumps(figures, indent=2)
+    print(text)
+    if args.json:
+        Path(args.json).write_text(text + "\n")
+    return 0 if figures["clean"] == figures["conversations"] else 1
 
 
 class UsageError(ValueError):

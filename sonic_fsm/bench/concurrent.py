@@ -1,0 +1,188 @@
+"""``sonic-fsm bench --concurrent N``: N conversations at once in one process, in real time,
+each through the real AWS SDK to the emulator's endpoint, each scored by the oracle.
+
+The emulator runs as its own process (``sonic-fsm emulator serve``), so the CPU and memory
+measured here are the conversations' own: what a deployment against Bedrock would pay.
+Figures: conversations that stayed clean (nothing lost, nothing answered twice, no answer cut
+that the user did not talk over), CPU and memory per conversation, and audio lateness: for
+each captured chunk, how long after its capture time the engine handled it (the event loop's
+backlog; p99 and max over every chunk of every conversation).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import tempfile
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from sonic_fsm import credentials
+from sonic_fsm import effects as fx
+from sonic_fsm import events as ev
+from sonic_fsm.audio.wav import TimelineSink
+from sonic_fsm.bench import oracle
+from sonic_fsm.bench.run import REALTIME_OVERRIDES, _rss_mb
+from sonic_fsm.bench.script import ReactiveSource, evenly
+from sonic_fsm.runner import Conversation, percentile
+from sonic_fsm.settings import Settings, replace
+
+SPACING_SECONDS = 8.0  # between utterances: longer than any answer
+STAGGER_SECONDS = 5.0  # the conversations' starts are spread over this
+
+
+class _Timed:
+    """Wraps a source: the capture time of chunk ``i`` is the first chunk's plus i periods."""
+
+    def __init__(self, source: ReactiveSource, period: float) -> None:
+        self.source = source
+        self.period = period
+        self.t0: float | None = None
+
+    async def frames(self) -> AsyncIterator[bytes]:
+        loop = asyncio.get_running_loop()
+        async for chunk in self.source.frames():
+            if self.t0 is None:
+                self.t0 = loop.time()
+            yield chunk
+
+    def due(self, seq: int) -> float:
+        assert self.t0 is not None
+        return self.t0 + seq * self.period
+
+    async def aclose(self) -> None:
+        await self.source.aclose()
+
+
+class _One:
+    """One conversation of the bench, with what is needed to judge it."""
+
+    def __init__(self, settings: Settings, backend: Any, seconds: float, lateness: list[float]):
+        self.sink = TimelineSink(None, settings.audio.output_sample_rate)
+        holder: list[Conversation] = []
+
+        def state() -> str:
+            engine = holder[0].engine if holder else None
+            return engine.state.value if engine else "NORMAL"
+
+        def busy() -> bool:
+            return self.sink.queued_seconds(asyncio.get_running_loop().time()) > 0
+
+        count = max(1, int((seconds - 10.0) / SPACING_SECONDS))
+        self.source = ReactiveSource(
+            evenly(count, SPACING_SECONDS),
+            state,
+            busy,
+            settings.audio.chunk_frames,
+            barge_in_at=(2,),
+        )
+        period = settings.audio.chunk_frames / settings.audio.input_sample_rate
+        self.timed = _Timed(self.source, period)
+
+        def handled(event: ev.WorkerEvent | None, effects: list[fx.Effect]) -> None:
+            if isinstance(event, ev.MicFrame) and self.timed.t0 is not None:
+                lateness.append(self.conv.now() - self.timed.due(event.seq))
+
+        self.conv = Conversation(settings, backend, self.timed, self.sink, on_handled=handled)
+        holder.append(self.conv)
+
+    def score(self) -> oracle.Score:
+        return oracle.score(bytes(self.source.recorded), bytes(self.sink.timeline))
+
+    def kept_mb(self) -> float:
+        return (len(self.sink.timeline) + len(self.source.recorded)) / 1e6
+
+
+def run(settings: Settings, n: int, seconds: float = 75.0) -> dict[str, Any]:
+    """N scored conversations of about ``seconds`` each, at once; returns the figures."""
+    from sonic_fsm.backends.bedrock import BedrockBackend
+    from sonic_fsm.emulator.loadtest import start_server
+
+    short = replace(settings, **REALTIME_OVERRIDES)
+    with tempfile.TemporaryDirectory(prefix="sonic-concurrent-") as tmp:
+        served = start_server(Path(tmp), [f"{k}={v}" for k, v in REALTIME_OVERRIDES.items()])
+        try:
+            os.environ["SSL_CERT_FILE"] = served.env["SSL_CERT_FILE"]
+            client = replace(
+                short,
+                **{
+                    "backend.kind": "bedrock",
+                    "backend.endpoint_uri": served.env["AWS_ENDPOINT_URL_BEDROCK_RUNTIME"],
+                },
+            )
+            key = served.credentials
+            lateness: list[float] = []
+
+            async def main() -> tuple[list[_One], dict[str, float]]:
+                base_rss = _rss_mb()
+                ones = [
+                    _One(
+                        client,
+                        BedrockBackend(
+                            client,
+                            credentials=credentials.static(
+                                key.access_key_id, key.secret_access_key
+                            ),
+                            ca_file=served.env["SSL_CERT_FILE"],
+                        ),
+                        seconds,
+                        lateness,
+                    )
+                    for _ in range(n)
+                ]
+                peak = {"rss": 0.0}
+
+                async def start(i: int, one: _One) -> None:
+                    await asyncio.sleep(STAGGER_SECONDS * i / max(1, n))
+                    await one.conv.run()
+
+                async def sample() -> None:
+                    while True:
+                        await asyncio.sleep(5.0)
+                        kept = sum(o.kept_mb() for o in ones)
+                        peak["rss"] = max(peak["rss"], _rss_mb() - kept - base_rss)
+
+                sampler = asyncio.create_task(sample())
+                cpu0, wall0 = time.process_time(), time.perf_counter()
+                try:
+                    await asyncio.gather(*(start(i, o) for i, o in enumerate(ones)))
+                finally:
+                    sampler.cancel()
+                return ones, {
+                    "cpu": time.process_time() - cpu0,
+                    "wall": time.perf_counter() - wall0,
+                    "rss": peak["rss"],
+                }
+
+            ones, used = asyncio.run(main())
+            server_cpu = served.cpu_seconds()
+        finally:
+            served.proc.terminate()
+            served.proc.wait(10)
+    scores = [o.score() for o in ones]
+    clean = [
+        s
+        for s in scores
+        if s.spoken and not s.lost and not s.answered_twice and not s.cut_without_barge_in
+    ]
+    late_ms = sorted(1000 * x for x in lateness)
+    handoffs = [o.conv.metrics().get("handoffs", 0) for o in ones]
+    return {
+        "conversations": n,
+        "clean": len(clean),
+        "utterances_spoken": sum(s.spoken for s in scores),
+        "utterances_lost": sum(len(s.lost) for s in scores),
+        "answered_twice": sum(len(s.answered_twice) for s in scores),
+        "cut_without_barge_in": sum(len(s.cut_without_barge_in) for s in scores),
+        "handoffs_min": min(handoffs, default=0),
+        "wall_seconds": round(used["wall"], 1),
+        "cpu_cores_used": round(used["cpu"] / used["wall"], 3),
+        "cpu_pct_of_a_core_per_conversation": round(100 * used["cpu"] / used["wall"] / n, 3),
+        "memory_mb_per_conversation": round(used["rss"] / n, 2),
+        "lateness_ms_p50": percentile(late_ms, 50),
+        "lateness_ms_p99": percentile(late_ms, 99),
+        "lateness_ms_max": round(late_ms[-1], 3) if late_ms else None,
+        "emulator_cpu_seconds": round(server_cpu, 2),
+    }
