@@ -24,6 +24,7 @@ if TYPE_CHECKING:
         StateChanged,
         StopPlayback,
         ToolCall,
+        ToolResult,
         Transcript,
     )
     from sonic_fsm.settings import Settings, load
@@ -42,6 +43,7 @@ _FROM = {
     "StateChanged": "sonic_fsm.api",
     "StopPlayback": "sonic_fsm.api",
     "ToolCall": "sonic_fsm.api",
+    "ToolResult": "sonic_fsm.api",
     "Transcript": "sonic_fsm.api",
     "Settings": "sonic_fsm.settings",
     "load": "sonic_fsm.settings",
@@ -63,6 +65,7 @@ __all__ = [
     "StateChanged",
     "StopPlayback",
     "ToolCall",
+    "ToolResult",
     "Transcript",
     "load",
 ]

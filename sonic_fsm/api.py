@@ -18,7 +18,7 @@ the engine's effects into the events below. Call it from the event loop's thread
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Literal
@@ -33,6 +33,7 @@ from sonic_fsm import runner
 from sonic_fsm.backends.base import Backend
 from sonic_fsm.settings import Settings
 from sonic_fsm.snapshot import Snapshot, TranscriptLine
+from sonic_fsm.tools import Tool
 
 Stage = Literal["speculative", "final", "interrupted"]
 
@@ -120,6 +121,18 @@ class ToolCall:
 
 
 @dataclass(frozen=True, kw_only=True)
+class ToolResult:
+    """A tool finished: ``result`` goes back to the model (``error`` says why it failed)."""
+
+    at: float
+    session_id: str
+    tool_use_id: str
+    name: str
+    result: Any
+    error: str | None
+
+
+@dataclass(frozen=True, kw_only=True)
 class Error:
     """A session failed (the conversation carries on: a replacement is opened)."""
 
@@ -147,6 +160,7 @@ Event = (
     | HandoffBegun
     | HandoffDone
     | ToolCall
+    | ToolResult
     | Error
     | Ended
 )
@@ -219,15 +233,15 @@ class Conversation:
     """One conversation kept alive across sessions. Use as ``async with``.
 
     ``backend``: by default the one the settings name (the embedded emulator unless
-    ``backend.kind`` is ``bedrock``). ``tools``: name -> function of the tool's JSON input
-    returning a JSON-able result (by default the date and time tool).
+    ``backend.kind`` is ``bedrock``). ``tools``: offered to the model besides those the
+    settings name (``tools.builtin``, ``tools.modules``; see :mod:`sonic_fsm.tools`).
     """
 
     def __init__(
         self,
         settings: Settings | None = None,
         backend: Backend | None = None,
-        tools: dict[str, Callable[[str], Any]] | None = None,
+        tools: Iterable[Tool] = (),
     ) -> None:
         self.settings = settings or Settings()
         if backend is None:
@@ -411,6 +425,17 @@ class Conversation:
 
     def _on_handled(self, event: ev.WorkerEvent | None, effects: list[fx.Effect]) -> None:
         at = self._at()
+        if isinstance(event, ev.ToolFinished):
+            self._put(
+                ToolResult(
+                    at=at,
+                    session_id=event.session_id,
+                    tool_use_id=event.tool_use_id,
+                    name=event.tool_name,
+                    result=event.result,
+                    error=event.error,
+                )
+            )
         if isinstance(event, ev.SessionFailed):
             self._put(
                 Error(
@@ -523,5 +548,6 @@ __all__ = [
     "StateChanged",
     "StopPlayback",
     "ToolCall",
+    "ToolResult",
     "Transcript",
 ]

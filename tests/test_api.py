@@ -29,6 +29,7 @@ from sonic_fsm.api import (
     StateChanged,
     StopPlayback,
     ToolCall,
+    ToolResult,
     Transcript,
 )
 from sonic_fsm.audio.wav import TimelineSink
@@ -141,6 +142,7 @@ def test_a_conversation_through_the_api_alone_loses_nothing_across_handoffs() ->
         HandoffBegun,
         HandoffDone,
         ToolCall,
+        ToolResult,
         Error,
         Ended,
     }
@@ -160,6 +162,9 @@ def test_a_conversation_through_the_api_alone_loses_nothing_across_handoffs() ->
     )
     (tool,) = [e for e in events if isinstance(e, ToolCall)]
     assert tool.name == "getDateAndTimeTool"
+    (result,) = [e for e in events if isinstance(e, ToolResult)]
+    assert result.tool_use_id == tool.tool_use_id and result.error is None
+    assert set(result.result) >= {"date", "time"}
     assert any(e.code == "ThrottlingException" for e in events if isinstance(e, Error))
     changes = [e for e in events if isinstance(e, StateChanged)]
     assert {"BUFFERING", "HANDOFF", "PROMOTED", "STOPPED"} <= {e.dest for e in changes}

@@ -96,6 +96,7 @@ _TYPES = {
     api.HandoffBegun: "handoff_begun",
     api.HandoffDone: "handoff_done",
     api.ToolCall: "tool_call",
+    api.ToolResult: "tool_result",
     api.Error: "error",
     api.Ended: "ended",
 }
