@@ -193,34 +193,30 @@ class _QueueSource:
 
 class _PlaybackSink:
     """The front end's speaker, seen from here: audio is handed on as events; what is still
-    queued there is estimated as if it played in real time from delivery, and, once the
-    front end reports what it has played, never less than what it has not yet played."""
+    queued there is taken as if it played in real time from delivery, or, once the front end
+    has said how much it still has queued, from that (it may be behind: a network hop, a
+    jitter buffer)."""
 
     def __init__(self, rate: int) -> None:
         self.rate = rate
         self.end = 0.0  # when everything delivered would have played, in real time
         self.delivered = 0
-        self.dropped = 0  # estimated at each barge-in flush
         self.played: int | None = None  # the front end's running total, once reported
 
-    def _queued_bytes(self, now: float) -> int:
-        model = round(max(0.0, self.end - now) * self.rate) * 2
-        if self.played is None:
-            return model
-        return max(model, self.delivered - self.dropped - self.played)
+    def report(self, queued_seconds: float, now: float) -> None:
+        self.end = now + queued_seconds
 
     def play(self, pcm: bytes, now: float) -> None:
         self.end = max(self.end, now) + len(pcm) / (2 * self.rate)
         self.delivered += len(pcm)
 
     def flush(self, now: float) -> int:
-        dropped = self._queued_bytes(now)
-        self.dropped += dropped
+        dropped = round(self.queued_seconds(now) * self.rate) * 2
         self.end = now
         return dropped
 
     def queued_seconds(self, now: float) -> float:
-        return self._queued_bytes(now) / (2 * self.rate)
+        return max(0.0, self.end - now)
 
     async def aclose(self) -> None:
         pass
@@ -366,12 +362,13 @@ class Conversation:
 
     # ---- playback feedback -------------------------------------------------------------
 
-    def played(self, total_bytes: int) -> None:
-        """The front end has played ``total_bytes`` of assistant audio in all so far (a running
-        total: a lost or repeated report does no harm). It keeps "is the assistant still
-        speaking" true while the front end is behind, which the hand-off timing and the end
-        of a turn rely on; the engine's own account of what the listener heard is fed from
-        it as soon as the engine takes playback progress."""
+    def played(self, total_bytes: int, queued_seconds: float | None = None) -> None:
+        """Playback feedback: the front end has played ``total_bytes`` of assistant audio in
+        all so far (a running total: a lost or repeated report does no harm) and still has
+        ``queued_seconds`` of it to play. Send it every 100-250 ms while playing and once
+        when the queue runs dry. The engine then stops, at a barge-in, what is really
+        sounding, and keeps in the history only what the listener heard of an answer they
+        cut; without ``queued_seconds`` it assumes playback in real time from delivery."""
         if not isinstance(total_bytes, int) or total_bytes < 0:
             raise ValueError(f"played() takes a running total of bytes, not {total_bytes!r}")
         sink = self._sink
@@ -383,6 +380,14 @@ class Conversation:
             raise ValueError(
                 f"played({total_bytes}): more than the {sink.delivered} bytes delivered"
             )
+        if queued_seconds is not None:
+            if not isinstance(queued_seconds, int | float) or not 0 <= queued_seconds < 3600:
+                raise ValueError(
+                    f"played(): queued_seconds must be 0 or more seconds, not {queued_seconds!r}"
+                )
+            if self._runner.engine is not None:
+                sink.report(float(queued_seconds), self._runner.now())
+            self._runner.submit(ev.PlaybackProgress(queued_seconds=float(queued_seconds)))
         sink.played = total_bytes
 
     @property

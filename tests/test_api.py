@@ -72,8 +72,9 @@ class FrontEnd:
             self.delivered += len(event.pcm)
         elif isinstance(event, StopPlayback):
             self.speaker.flush(now)
-        queued = round(self.speaker.queued_seconds(now) * 24000) * 2
-        self.conv.played(self.delivered - self.speaker.flushed_bytes - queued)
+        left = self.speaker.queued_seconds(now)
+        queued = round(left * 24000) * 2
+        self.conv.played(self.delivered - self.speaker.flushed_bytes - queued, left)
 
 
 def voice_question(seconds: float = 1.5) -> bytes:
@@ -222,6 +223,8 @@ def test_misuse_is_a_clear_exception() -> None:
                 conv.send_audio(b"\0\0", rate=0)
             with pytest.raises(ValueError, match="more than the 0 bytes delivered"):
                 conv.played(10)
+            with pytest.raises(ValueError, match="queued_seconds must be 0 or more"):
+                conv.played(0, -1.0)
             conv.send_audio(bytes(2048))
             conv.stop()
             with pytest.raises(ConversationClosed, match="after the conversation was stopped"):

@@ -195,6 +195,7 @@ def test_a_client_that_leaves_mid_answer_ends_its_conversation() -> None:
         ('{"type": "dance"}', msg.UNSUPPORTED, "unknown message type 'dance'"),
         ('{"type": "played", "bytes": -1}', msg.INVALID, 'played: "bytes" must be'),
         ('{"type": "played", "bytes": 999999}', msg.INVALID, "more than the 0 bytes delivered"),
+        ('{"type": "played", "bytes": 0, "queued_seconds": -1}', msg.INVALID, "queued_seconds"),
         (b"\x01\x02\x03", msg.INVALID, "3 bytes: 16-bit PCM comes in 2-byte samples"),
         (bytes(msg.MAX_AUDIO_BYTES + 2), msg.TOO_BIG, "at most 32000"),
         (bytes(msg.MAX_AUDIO_BYTES * 8), msg.TOO_BIG, ""),  # refused by uvicorn itself

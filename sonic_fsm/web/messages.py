@@ -36,9 +36,11 @@ class ProtocolViolation(ValueError):
 
 @dataclass(frozen=True, kw_only=True)
 class Played:
-    """``{"type": "played", "bytes": N}``: the page's running total of audio played."""
+    """``{"type": "played", "bytes": N, "queued_seconds": Q}``: the page's running total of
+    audio played, and what it still has queued (optional)."""
 
     bytes: int
+    queued_seconds: float | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -78,7 +80,12 @@ def parse_text(text: str) -> Played | Command:
         n = body.get("bytes")
         if not isinstance(n, int) or isinstance(n, bool) or n < 0:
             raise ProtocolViolation(INVALID, 'played: "bytes" must be a whole number >= 0')
-        return Played(bytes=n)
+        q = body.get("queued_seconds")
+        if q is not None and (
+            not isinstance(q, int | float) or isinstance(q, bool) or not 0 <= q < 3600
+        ):
+            raise ProtocolViolation(INVALID, 'played: "queued_seconds" must be 0 to 3600')
+        return Played(bytes=n, queued_seconds=q)
     if kind in ("stop", "force_handoff"):
         return Command(name=kind)
     if kind == "mute":

@@ -64,7 +64,7 @@ class _Connection:
                 parsed = msg.parse_text(message.get("text") or "")
                 if isinstance(parsed, msg.Played):
                     try:
-                        conv.played(parsed.bytes)
+                        conv.played(parsed.bytes, parsed.queued_seconds)
                     except ValueError as e:
                         raise msg.ProtocolViolation(msg.INVALID, str(e)) from None
                 elif parsed.name == "stop":

@@ -218,7 +218,7 @@ async function start() {
   page.speaker.t0 = page.speaker.ctx.currentTime;
   page.mic = { ctx, node, stream };
   page.timer = setInterval(() => {
-    send({ type: "played", bytes: page.speaker.played() });
+    send({ type: "played", bytes: page.speaker.played(), queued_seconds: page.speaker.queuedSeconds() });
     $("queued").textContent = `${page.speaker.queuedSeconds().toFixed(2)} s`;
   }, 100);
   $("connection").textContent = "connected";
