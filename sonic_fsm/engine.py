@@ -605,7 +605,13 @@ class Engine:
 
     def _on_tool_use(self, sess: Session, use: pr.ToolUse) -> None:
         what, call = self.calls.ask(
-            sess.id, use.tool_use_id, use.tool_name, use.content, self.now, self._tool_gone
+            sess.id,
+            use.tool_use_id,
+            use.tool_name,
+            use.content,
+            self.now,
+            self._tool_gone,
+            lambda sid: self.sessions[sid].role == "failed",
         )
         if what == tc.DUPLICATE:
             self._say(f"[TOOL] {sess.id}: {use.tool_name} {use.tool_use_id} asked again: ignored")

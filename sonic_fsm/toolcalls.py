@@ -75,10 +75,19 @@ class ToolCalls:
         self.seen: set[tuple[str, str]] = set()  # every (session, toolUseId) ever asked
 
     def ask(
-        self, session_id: str, tool_use_id: str, name: str, content: str, now: float, gone: Gone
+        self,
+        session_id: str,
+        tool_use_id: str,
+        name: str,
+        content: str,
+        now: float,
+        gone: Gone,
+        failed: Gone = lambda sid: False,
     ) -> tuple[str, Call | None]:
         """A toolUse arrived. ``RUN``: run the tool; ``JOIN``: it waits on a run left behind;
-        ``SEND``: that run has its result already, send it now; ``DUPLICATE``: ignore it."""
+        ``SEND``: that run has its result already, send it now; ``DUPLICATE``: ignore it.
+        ``failed``: the session died (an answer it began may have been cut: its replacement
+        gives it again, with the same result)."""
         self._prune(now)
         ident = (session_id, tool_use_id)
         if ident in self.seen:
@@ -86,7 +95,7 @@ class ToolCalls:
         self.seen.add(ident)
         call = Call(session_id, tool_use_id, name, _key(name, content), now)
         self.calls[ident] = call
-        run = self._left_behind(call.key, session_id, gone)
+        run = self._left_behind(call.key, session_id, gone, failed)
         if run is None:
             call.waiters.append(call)
             return RUN, call
@@ -97,12 +106,15 @@ class ToolCalls:
             return SEND, call
         return JOIN, call
 
-    def _left_behind(self, key: str, session_id: str, gone: Gone) -> Call | None:
-        """A run of this ask whose every waiter's session is gone and none answered it."""
+    def _left_behind(self, key: str, session_id: str, gone: Gone, failed: Gone) -> Call | None:
+        """A run of this ask whose every waiter's session is gone, none having answered it
+        (or only one that died, perhaps mid-answer)."""
         for c in self.calls.values():
             if c.root is not None or c.key != key or c.session_id == session_id:
                 continue
-            if all(gone(w.session_id) and not w.answered for w in c.waiters):
+            if all(
+                gone(w.session_id) and (not w.answered or failed(w.session_id)) for w in c.waiters
+            ):
                 return c
         return None
 

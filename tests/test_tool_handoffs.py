@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sonic_fsm import cli
 from sonic_fsm.backends.local import FaultPlan, LocalBackend, no_faults
@@ -62,6 +64,7 @@ def talk(
     hang: tuple[int, ...] = (),
     extra: tuple[str, ...] = (),
     react_with_tool: bool = False,
+    late_at: dict[int, float] | None = None,
 ) -> ToolRun:
     settings = load(None, [*SHORT, *extra])
     calls: list[int] = []
@@ -73,6 +76,7 @@ def talk(
         LocalBackend(settings, faults),
         True,
         (),
+        late_at,
         tools=[tool],
         react_with_tool=react_with_tool,
     )
@@ -199,3 +203,30 @@ def test_the_tools_bench_scenario_reports_every_count(tmp_path: Path) -> None:
     assert f["tool_answered_once_with_result"] == f["tool_questions"]
     assert f["tool_lost"] == f["tool_answered_twice"] == f["tool_wrong_result"] == 0
     assert f["tool_ran_twice"] == [] and "tool_added_reply_delay_ms_p99" in f
+
+
+@settings(max_examples=40, deadline=None, derandomize=True)
+@given(
+    asked_at=st.floats(24.0, 58.0),
+    latency=st.floats(0.1, 12.0),
+    next_opens_in=st.floats(0.0, 8.0),
+    dies_at=st.one_of(st.none(), st.floats(25.0, 59.0)),
+)
+def test_any_timing_of_a_tool_call_against_a_handoff(
+    asked_at: float, latency: float, next_opens_in: float, dies_at: float | None
+) -> None:
+    """Hypothesis picks when the tool question comes (around the threshold and the deadline),
+    how long the tool takes, how slowly the next session opens, and whether the first session
+    dies: every question is still answered once with its result and its tool runs once.
+    The user waits for the answer: what they say at a hand-off comes after it. (Speaking while
+    the result is awaited, just as the answer begins, makes the engine hold that answer back
+    as talked over, by the ledger's no-talk-over rule; the question then counts as lost.)"""
+    lines = tool_lines((20.0, 1, False), (asked_at, 2, True), (asked_at + latency + 12, 3, False))
+
+    def faults(n: int) -> Faults:
+        if n == 1:
+            return Faults(die_at_seconds=dies_at)
+        return Faults(start_delay_seconds=next_opens_in)
+
+    after_answer = {n: latency + 45.0 for n in range(1, 5)}  # after line 3 and its answer
+    everything_once(talk(lines, latency, faults, late_at=after_answer))

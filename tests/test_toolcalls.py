@@ -54,3 +54,20 @@ def test_a_result_that_came_before_the_new_session_asked_is_sent_at_once() -> No
     # a second identical question later is asked anew, not joined again
     calls.answer_began("s2")
     assert calls.ask("s2", "v2", "t", "{}", 3.0, gone.__contains__)[0] == tc.RUN
+
+
+def test_an_answer_cut_by_a_dying_session_is_given_again_with_the_same_result() -> None:
+    calls = tc.ToolCalls()
+    gone: set[str] = set()
+    calls.ask("s1", "u1", "t", '{"n": 2}', 0.0, gone.__contains__)
+    calls.finish("s1", "u1", {"value": 14}, None, 1.0, gone.__contains__)
+    calls.answer_began("s1")
+    gone.add("s1")  # s1 died mid-answer: its replacement hears the question again
+    what, _ = calls.ask("s2", "v1", "t", '{"n": 2}', 2.0, gone.__contains__, gone.__contains__)
+    assert what == tc.SEND  # the tool does not run again
+    # handed over after a whole answer (not failed): the same question later is asked anew
+    calls.ask("s2", "v2", "t", '{"n": 3}', 3.0, gone.__contains__)
+    calls.finish("s2", "v2", {"value": 21}, None, 4.0, gone.__contains__)
+    calls.answer_began("s2")
+    gone.add("s2")
+    assert calls.ask("s3", "w1", "t", '{"n": 3}', 5.0, gone.__contains__)[0] == tc.RUN
