@@ -15,7 +15,8 @@ The rule (the README's "How it works" says it for people):
    the trailing USER history) and asks the same tool with the same input under its own id:
    that ask joins the call left behind instead of running the tool again, and gets its
    result, at once if it has come, or when it comes. The question is answered once, by the
-   new session, with the result.
+   new session, with the result. A session that dies while it speaks that answer is the same case:
+   its replacement asks again, joins, and gives the answer with the same result.
 
 Pure bookkeeping: the engine feeds it and turns its answers into effects.
 """
