@@ -113,8 +113,19 @@ class EngineMachine(RuleBasedStateMachine):
         for _ in range(count):
             self.seq += 1
             self.now += SETTINGS.audio.chunk_frames / SETTINGS.audio.input_sample_rate
+            onset = speech and self.engine.ledger.open is None
             self.handle(ev.MicFrame(seq=self.seq, pcm=frame(self.seq, speech)))
             assert len(self.live_this_step) <= 1, "two sessions took the same live frame"
+            if onset:
+                self.never_talked_over()
+
+    def never_talked_over(self) -> None:
+        """Invariant 7: once the user starts speaking, no assistant audio sounds that its
+        session will not stop itself (the session hearing the user, believing it plays)."""
+        target = self.engine._audio_target()
+        unaware = self.engine.playback.unaware(self.now, target.id if target else None)
+        assert not unaware, f"talked over by {unaware}"
+        assert not self.engine.held, "audio waits to play over the user"
 
     @rule(dt=hs.floats(0.01, 25.0))
     def time_passes(self, dt: float) -> None:
@@ -180,7 +191,7 @@ class EngineMachine(RuleBasedStateMachine):
                 out(
                     "audioOutput",
                     contentId=base + "a",
-                    content=base64.b64encode(b"\x01\x00" * 240).decode(),
+                    content=base64.b64encode(b"\x01\x00" * 24000).decode(),
                 )
             ],
             "audio_end": [
