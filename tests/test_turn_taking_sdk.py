@@ -100,4 +100,5 @@ def test_turn_taking_over_the_sdk(tls: TlsFiles) -> None:
     problems = verdict.problems(ADDED_LIMIT_S, ORDINARY_S, exempt=set())
     assert verdict.score.spoken == len(PLAN)
     assert result.metrics["handoffs"] >= 2, result.metrics
-    assert not problems, "\n".join([*problems, *log[-50:]])
+    said = [f"said {u.number} at {u.start:.2f}-{u.end:.2f}" for u in person.spoken]
+    assert not problems, "\n".join([*problems, *said, *log[-60:]])
