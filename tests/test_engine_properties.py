@@ -191,7 +191,7 @@ class EngineMachine(RuleBasedStateMachine):
                 out(
                     "audioOutput",
                     contentId=base + "a",
-                    content=base64.b64encode(b"\x01\x00" * 24000).decode(),
+                    content=base64.b64encode(b"\x01\x00" * 240).decode(),
                 )
             ],
             "audio_end": [
