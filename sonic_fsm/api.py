@@ -30,6 +30,7 @@ from sonic_fsm import effects as fx
 from sonic_fsm import events as ev
 from sonic_fsm import protocol as pr
 from sonic_fsm import runner
+from sonic_fsm.audio.null import NullSink
 from sonic_fsm.backends.base import Backend
 from sonic_fsm.settings import Settings
 from sonic_fsm.snapshot import Snapshot, TranscriptLine
@@ -191,35 +192,23 @@ class _QueueSource:
         pass
 
 
-class _PlaybackSink:
+class _PlaybackSink(NullSink):
     """The front end's speaker, seen from here: audio is handed on as events; what is still
     queued there is taken as if it played in real time from delivery, or, once the front end
     has said how much it still has queued, from that (it may be behind: a network hop, a
     jitter buffer)."""
 
     def __init__(self, rate: int) -> None:
-        self.rate = rate
-        self.end = 0.0  # when everything delivered would have played, in real time
+        super().__init__(rate=rate)
         self.delivered = 0
         self.played: int | None = None  # the front end's running total, once reported
 
     def report(self, queued_seconds: float, now: float) -> None:
-        self.end = now + queued_seconds
+        self._end = now + queued_seconds
 
     def play(self, pcm: bytes, now: float) -> None:
-        self.end = max(self.end, now) + len(pcm) / (2 * self.rate)
+        super().play(pcm, now)
         self.delivered += len(pcm)
-
-    def flush(self, now: float) -> int:
-        dropped = round(self.queued_seconds(now) * self.rate) * 2
-        self.end = now
-        return dropped
-
-    def queued_seconds(self, now: float) -> float:
-        return max(0.0, self.end - now)
-
-    async def aclose(self) -> None:
-        pass
 
 
 # ---- the conversation ---------------------------------------------------------------------
