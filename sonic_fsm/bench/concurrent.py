@@ -29,7 +29,7 @@ from sonic_fsm.bench.script import ReactiveSource, evenly
 from sonic_fsm.runner import Conversation, percentile
 from sonic_fsm.settings import Settings, replace
 
-SPACING_SECONDS = 8.0  # between utterances: longer than any answer
+SPACING_SECONDS = 12.0  # between utterances: the endpointing pause, an answer, a reaction
 STAGGER_SECONDS = 5.0  # the conversations' starts are spread over this
 
 
@@ -174,6 +174,7 @@ def run(settings: Settings, n: int, seconds: float = 75.0) -> dict[str, Any]:
         "clean": len(clean),
         "utterances_spoken": sum(s.spoken for s in scores),
         "utterances_lost": sum(len(s.lost) for s in scores),
+        "lost_ids": sorted({n for s in scores for n in s.lost}),
         "answered_twice": sum(len(s.answered_twice) for s in scores),
         "cut_without_barge_in": sum(len(s.cut_without_barge_in) for s in scores),
         "handoffs_min": min(handoffs, default=0),
