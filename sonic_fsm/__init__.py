@@ -27,8 +27,8 @@ if TYPE_CHECKING:
         ToolResult,
         Transcript,
     )
+    from sonic_fsm.core.snapshot import Snapshot
     from sonic_fsm.settings import Settings, load
-    from sonic_fsm.snapshot import Snapshot
 
 _FROM = {
     "AssistantAudio": "sonic_fsm.api",
@@ -47,7 +47,7 @@ _FROM = {
     "Transcript": "sonic_fsm.api",
     "Settings": "sonic_fsm.settings",
     "load": "sonic_fsm.settings",
-    "Snapshot": "sonic_fsm.snapshot",
+    "Snapshot": "sonic_fsm.core.snapshot",
 }
 
 __all__ = [

@@ -26,14 +26,14 @@ from typing import Any, Literal
 import numpy as np
 import soxr
 
-from sonic_fsm import effects as fx
-from sonic_fsm import events as ev
-from sonic_fsm import protocol as pr
 from sonic_fsm import runner
 from sonic_fsm.audio.null import NullSink
 from sonic_fsm.backends.base import Backend
+from sonic_fsm.core import effects as fx
+from sonic_fsm.core import events as ev
+from sonic_fsm.core import protocol as pr
+from sonic_fsm.core.snapshot import Snapshot, TranscriptLine
 from sonic_fsm.settings import Settings
-from sonic_fsm.snapshot import Snapshot, TranscriptLine
 from sonic_fsm.tools import Tool
 
 Stage = Literal["speculative", "final", "interrupted"]

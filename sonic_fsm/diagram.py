@@ -1,14 +1,14 @@
-"""The state diagram, generated from :data:`sonic_fsm.machine.TRANSITIONS` by transitions itself."""
+"""The state diagram, generated from :data:`sonic_fsm.core.machine.TRANSITIONS` by transitions."""
 
 from __future__ import annotations
 
 from transitions.extensions import GraphMachine
 
-from sonic_fsm import machine
+from sonic_fsm.core import machine
 
 HEADER = (
     "# sonic-fsm state machine\n\n"
-    "Generated from `sonic_fsm/machine.py` by `sonic-fsm diagram`; do not edit by hand.\n\n"
+    "Generated from `sonic_fsm/core/machine.py` by `sonic-fsm diagram`; do not edit by hand.\n\n"
 )
 
 

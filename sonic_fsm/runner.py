@@ -19,17 +19,17 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from sonic_fsm import effects as fx
-from sonic_fsm import events as ev
 from sonic_fsm import tools as tl
 from sonic_fsm.audio.base import AudioSink, AudioSource
 from sonic_fsm.backends.base import Backend, Session
-from sonic_fsm.engine import Engine
+from sonic_fsm.core import effects as fx
+from sonic_fsm.core import events as ev
+from sonic_fsm.core.engine import Engine
+from sonic_fsm.core.machine import State
+from sonic_fsm.core.snapshot import Snapshot
 from sonic_fsm.errors import SessionError
-from sonic_fsm.machine import State
 from sonic_fsm.observer import NullObserver, Observer
 from sonic_fsm.settings import Settings
-from sonic_fsm.snapshot import Snapshot
 
 SETTLE_SECONDS = 2.0  # quiet time after the input ended before a headless run finishes
 MAX_TAIL_SECONDS = 60.0  # a headless run never waits longer than this after its input ended

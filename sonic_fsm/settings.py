@@ -94,7 +94,7 @@ class ToolSettings:
 
 @dataclass
 class Speech:
-    """The client's speech tracker (see :mod:`sonic_fsm.ledger`)."""
+    """The client's speech tracker (see :mod:`sonic_fsm.core.ledger`)."""
 
     threshold_db: float = -45.0
     min_pause_ms: int = 300

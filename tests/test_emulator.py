@@ -22,8 +22,8 @@ from hypothesis import settings as settings_
 from hypothesis import strategies as hs
 
 from sonic_fsm import clock, testsignal
-from sonic_fsm import protocol as pr
 from sonic_fsm.backends.local import FaultSpecError, LocalBackend, parse_fault_plan
+from sonic_fsm.core import protocol as pr
 from sonic_fsm.emulator import recogniser as rec
 from sonic_fsm.emulator import voice
 from sonic_fsm.emulator.model import END, EmulatorSession, Faults

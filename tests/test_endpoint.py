@@ -22,9 +22,9 @@ from typing import Any
 import h2.settings
 import pytest
 
-from sonic_fsm import protocol as pr
 from sonic_fsm import testsignal
 from sonic_fsm.backends.local import LocalBackend
+from sonic_fsm.core import protocol as pr
 from sonic_fsm.emulator import eventstream, serve_cli
 from sonic_fsm.emulator.loadtest import end_session, one_turn
 from sonic_fsm.emulator.server import Endpoint, EndpointThread, parse_path

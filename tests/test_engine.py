@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from sonic_fsm import effects as fx
-from sonic_fsm import events as ev
-from sonic_fsm.engine import Engine
-from sonic_fsm.machine import State
+from sonic_fsm.core import effects as fx
+from sonic_fsm.core import events as ev
+from sonic_fsm.core.engine import Engine
+from sonic_fsm.core.machine import State
 from sonic_fsm.settings import load
 from sonic_fsm.tools import registry
 

@@ -13,10 +13,10 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as hs
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from sonic_fsm import effects as fx
-from sonic_fsm import events as ev
-from sonic_fsm.engine import Engine
-from sonic_fsm.machine import State
+from sonic_fsm.core import effects as fx
+from sonic_fsm.core import events as ev
+from sonic_fsm.core.engine import Engine
+from sonic_fsm.core.machine import State
 from sonic_fsm.settings import load
 
 SETTINGS = load(

@@ -7,8 +7,8 @@ import itertools
 from hypothesis import given
 from hypothesis import strategies as hs
 
-from sonic_fsm import protocol as pr
-from sonic_fsm.history import ASSISTANT, USER, Message, for_new_session, merge_neighbours, size
+from sonic_fsm.core import protocol as pr
+from sonic_fsm.core.history import ASSISTANT, USER, Message, for_new_session, merge_neighbours, size
 
 
 def test_first_message_is_user_and_neighbours_merge() -> None:

@@ -9,8 +9,8 @@ import os
 from hypothesis import given, settings
 from hypothesis import strategies as hs
 
-from sonic_fsm import history as hist
-from sonic_fsm.ledger import Ledger, turn_pause_seconds
+from sonic_fsm.core import history as hist
+from sonic_fsm.core.ledger import Ledger, turn_pause_seconds
 from sonic_fsm.settings import load
 
 LOUD = b"\x00\x40" * 1024

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from transitions import MachineError
 
-from sonic_fsm import machine
+from sonic_fsm.core import machine
+from sonic_fsm.core.machine import State
 from sonic_fsm.diagram import render
-from sonic_fsm.machine import State
 
 ROOT = Path(__file__).resolve().parent.parent
 

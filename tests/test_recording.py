@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from sonic_fsm import protocol
+from sonic_fsm.core import protocol
 from sonic_fsm.recording import REDACTED, RecordingError, SessionRecorder, scrub
 
 FAKE_SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYFAKESECRET1"
@@ -203,7 +203,7 @@ def test_a_failed_write_stops_recording_not_the_conversation(tmp_path: Path) -> 
 KILLED_WRITER = textwrap.dedent(
     """
     import sys, time
-    from sonic_fsm import protocol
+    from sonic_fsm.core import protocol
     from sonic_fsm.recording import SessionRecorder
     rec = SessionRecorder(sys.argv[1], conversation="c")
     rec.session_opened("s1", 0.0, [])

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from sonic_fsm.retry import Backoff
+from sonic_fsm.core.retry import Backoff
 from sonic_fsm.settings import Backend
 
 

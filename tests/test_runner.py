@@ -9,7 +9,7 @@ from sonic_fsm import clock
 from sonic_fsm.audio.wav import TimelineSink
 from sonic_fsm.backends.local import LocalBackend
 from sonic_fsm.bench.script import ReactiveSource, evenly
-from sonic_fsm.events import Operator
+from sonic_fsm.core.events import Operator
 from sonic_fsm.recording import SessionRecorder
 from sonic_fsm.runner import Conversation
 from sonic_fsm.settings import load

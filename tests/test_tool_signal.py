@@ -9,9 +9,9 @@ from typing import Any
 
 from test_emulator import Feeder, P, opened
 
-from sonic_fsm import protocol as pr
 from sonic_fsm import testsignal
 from sonic_fsm.bench.oracle import score_tool_marks
+from sonic_fsm.core import protocol as pr
 from sonic_fsm.testsignal import Mark
 from sonic_fsm.tools import signal_tool
 

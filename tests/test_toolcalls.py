@@ -1,8 +1,8 @@
-"""The bookkeeping of tool calls across sessions (the rule in sonic_fsm.toolcalls)."""
+"""The bookkeeping of tool calls across sessions (the rule in sonic_fsm.core.toolcalls)."""
 
 from __future__ import annotations
 
-from sonic_fsm import toolcalls as tc
+from sonic_fsm.core import toolcalls as tc
 
 
 def test_the_same_tool_use_id_never_runs_twice() -> None:

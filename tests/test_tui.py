@@ -17,11 +17,12 @@ from typing import Any
 import pytest
 from textual.worker import WorkerState
 
-from sonic_fsm import machine, settings
+from sonic_fsm import settings
+from sonic_fsm.core import machine
+from sonic_fsm.core.events import Operator
+from sonic_fsm.core.snapshot import TranscriptLine
 from sonic_fsm.errors import SessionError
-from sonic_fsm.events import Operator
 from sonic_fsm.runner import Conversation
-from sonic_fsm.snapshot import TranscriptLine
 from sonic_fsm.wiring import build_conversation
 from tui import sample
 from tui.app import (

@@ -29,11 +29,11 @@ from sonic_fsm import settings as settings_mod
 from sonic_fsm.audio.base import AudioDeviceError
 from sonic_fsm.audio.talker import TalkerError
 from sonic_fsm.audio.wav import WavFormatError
+from sonic_fsm.core.events import Operator
+from sonic_fsm.core.snapshot import Snapshot
 from sonic_fsm.credentials import CredentialsError
 from sonic_fsm.errors import SessionError
-from sonic_fsm.events import Operator
 from sonic_fsm.settings import Settings, SettingsError
-from sonic_fsm.snapshot import Snapshot
 from sonic_fsm.wiring import build_conversation
 from tui.present import endpointing_note, settings_toml, state_name
 from tui.screens import ErrorScreen, HelpScreen, SettingsScreen

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from sonic_fsm import settings as settings_mod
-from sonic_fsm.events import Operator, Tick
+from sonic_fsm.core.events import Operator, Tick
 from sonic_fsm.runner import Conversation
 from sonic_fsm.settings import Settings
 from sonic_fsm.wiring import build_conversation

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
+from sonic_fsm.core.snapshot import Snapshot, TranscriptLine, TransitionRecord
 from sonic_fsm.emulator.model import DEFAULT_ENDPOINTING, ENDPOINTING_PAUSE_SECONDS
 from sonic_fsm.settings import Settings
-from sonic_fsm.snapshot import Snapshot, TranscriptLine, TransitionRecord
 
 TRANSITION_LINE = re.compile(
     r"^\s*(?P<at>\d+(?:\.\d+)?) \[TRANSITION\] "

@@ -7,15 +7,15 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from sonic_fsm.events import Operator
-from sonic_fsm.settings import Settings
-from sonic_fsm.snapshot import (
+from sonic_fsm.core.events import Operator
+from sonic_fsm.core.snapshot import (
     SessionView,
     Snapshot,
     ToolView,
     TranscriptLine,
     TransitionRecord,
 )
+from sonic_fsm.settings import Settings
 
 _LOG = (
     "    0.000 [SESSION] s1 opened",

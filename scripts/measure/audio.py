@@ -15,8 +15,8 @@ import time
 sys.path.insert(0, "tests")
 from test_pyaudio_io import LAPTOP, FakePyAudio
 
-from sonic_fsm import protocol
 from sonic_fsm.audio.pyaudio_io import PyAudioSink, PyAudioSource
+from sonic_fsm.core import protocol
 from sonic_fsm.recording import SessionRecorder
 
 CHUNK = 1024

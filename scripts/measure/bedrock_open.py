@@ -19,9 +19,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sonic_fsm import credentials
-from sonic_fsm import protocol as pr
 from sonic_fsm.backends.bedrock import BedrockBackend
 from sonic_fsm.backends.local import LocalBackend
+from sonic_fsm.core import protocol as pr
 from sonic_fsm.emulator.server import Endpoint, EndpointThread
 from sonic_fsm.emulator.sigv4 import Credentials as EndpointCredentials
 from sonic_fsm.emulator.tls import ensure_certificates, server_context

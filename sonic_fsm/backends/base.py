@@ -1,7 +1,7 @@
 """The one small interface every backend implements.
 
 A backend opens sessions. A session takes input events (dicts, see
-:mod:`sonic_fsm.protocol`) and yields output events (dicts). Errors from the service are
+:mod:`sonic_fsm.core.protocol`) and yields output events (dicts). Errors from the service are
 raised as :class:`sonic_fsm.errors.SessionError`.
 """
 

@@ -20,12 +20,12 @@ from pathlib import Path
 from typing import Any
 
 from sonic_fsm import credentials
-from sonic_fsm import effects as fx
-from sonic_fsm import events as ev
 from sonic_fsm.audio.wav import TimelineSink
 from sonic_fsm.bench import oracle
 from sonic_fsm.bench.run import REALTIME_OVERRIDES, _rss_mb
 from sonic_fsm.bench.script import ReactiveSource, evenly
+from sonic_fsm.core import effects as fx
+from sonic_fsm.core import events as ev
 from sonic_fsm.runner import Conversation, percentile
 from sonic_fsm.settings import Settings, replace
 

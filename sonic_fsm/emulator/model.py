@@ -23,7 +23,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from sonic_fsm import protocol as pr
+from sonic_fsm.core import protocol as pr
 from sonic_fsm.emulator import voice
 from sonic_fsm.emulator.listener import Heard, Listener, Recogniser
 from sonic_fsm.emulator.recogniser import default_recogniser

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sonic_fsm import api
-from sonic_fsm.snapshot import Snapshot
+from sonic_fsm.core.snapshot import Snapshot
 
 MAX_AUDIO_BYTES = 32000  # one binary message: at most 1 s of 16 kHz 16-bit audio
 MAX_TEXT_BYTES = 4096  # one JSON message

@@ -11,7 +11,7 @@ from typing import ClassVar
 from rich.style import Style
 from rich.text import Text
 
-from sonic_fsm.snapshot import Snapshot
+from sonic_fsm.core.snapshot import Snapshot
 from tui.present import INPUT_BYTES_PER_SECOND, bar_cells, human_bytes
 from tui.widgets.panel import SnapshotPanel
 

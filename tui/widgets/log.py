@@ -5,7 +5,7 @@ from __future__ import annotations
 from textual.reactive import reactive
 from textual.widgets import RichLog
 
-from sonic_fsm.snapshot import Snapshot
+from sonic_fsm.core.snapshot import Snapshot
 from tui.present import new_log_lines
 
 

@@ -8,7 +8,7 @@ from rich.style import Style
 from rich.table import Table
 from rich.text import Text
 
-from sonic_fsm.snapshot import Snapshot
+from sonic_fsm.core.snapshot import Snapshot
 from tui.present import bar_cells
 from tui.widgets.panel import SnapshotPanel
 

@@ -13,7 +13,7 @@ from collections.abc import Hashable
 from textual.reactive import reactive
 from textual.widget import Widget
 
-from sonic_fsm.snapshot import Snapshot
+from sonic_fsm.core.snapshot import Snapshot
 
 
 class SnapshotPanel(Widget):

@@ -8,7 +8,7 @@ from rich.text import Text
 from textual.reactive import reactive
 from textual.widgets import DataTable
 
-from sonic_fsm.snapshot import SessionView, Snapshot
+from sonic_fsm.core.snapshot import SessionView, Snapshot
 from tui.present import human_bytes
 
 COLUMNS = {"session": 8, "role": 8, "age": 7, "ready": 5, "audio in": 9, "audio out": 9}

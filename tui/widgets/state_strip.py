@@ -1,4 +1,4 @@
-"""The state machine as a strip, drawn from ``sonic_fsm.machine`` (never hand-drawn).
+"""The state machine as a strip, drawn from ``sonic_fsm.core.machine`` (never hand-drawn).
 
 The states come from the ``State`` enum in declaration order; an arrow joins two
 neighbours only when the ``TRANSITIONS`` table has that edge. Under the strip: the last
@@ -17,8 +17,8 @@ from typing import ClassVar
 from rich.style import Style
 from rich.text import Text
 
-from sonic_fsm import machine
-from sonic_fsm.snapshot import Snapshot, TransitionRecord
+from sonic_fsm.core import machine
+from sonic_fsm.core.snapshot import Snapshot, TransitionRecord
 from tui.present import (
     Edge,
     edges,

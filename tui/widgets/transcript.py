@@ -17,7 +17,7 @@ from textual.containers import VerticalScroll
 from textual.reactive import reactive
 from textual.widgets import Static
 
-from sonic_fsm.snapshot import Snapshot, TranscriptLine
+from sonic_fsm.core.snapshot import Snapshot, TranscriptLine
 from tui.present import tool_line, visible_transcript
 
 SPEAKERS = {"user": "you", "assistant": "bot", "tool": "fn"}

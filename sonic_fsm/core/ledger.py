@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from sonic_fsm import history as hist
+from sonic_fsm.core import history as hist
 from sonic_fsm.settings import Settings
 
 # Nova 2 Sonic's pause that ends a turn, per turnDetectionConfiguration.endpointingSensitivity.

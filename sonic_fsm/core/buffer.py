@@ -1,7 +1,7 @@
 """The transition buffer: user frames that some session may still need.
 
 Everything the current session has not yet answered (which frames that is, the ledger in
-:mod:`sonic_fsm.ledger` decides), and during a hand-off everything the next session has
+:mod:`sonic_fsm.core.ledger` decides), and during a hand-off everything the next session has
 not yet received.
 """
 

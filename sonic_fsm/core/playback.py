@@ -4,7 +4,7 @@ The speaker plays in order, in real time: audio queued at ``now`` starts when ev
 before it has played. So the engine, which knows every ``Play`` it emitted and when, knows
 what sounds at any instant, and what the listener heard of an answer that was cut. A front
 end whose speaker runs ahead or behind (device latency, a browser's jitter buffer) reports
-how much it still has queued (:class:`sonic_fsm.events.PlaybackProgress`), and the model
+how much it still has queued (:class:`sonic_fsm.core.events.PlaybackProgress`), and the model
 follows it.
 
 Each session's service also believes something about playback: that its audio plays as it

@@ -2,7 +2,7 @@
 
 Documented rules: the first message is USER, messages keep conversation order, texts go as
 non-interactive blocks, the total and per-text sizes are bounded (a long message is split
-into several text inputs inside one content block, see :func:`sonic_fsm.protocol.text_block`).
+into several text inputs inside one content block, see :func:`sonic_fsm.core.protocol.text_block`).
 """
 
 from __future__ import annotations

@@ -17,18 +17,24 @@ from typing import Any
 
 from transitions import EventData
 
-from sonic_fsm import effects as fx
-from sonic_fsm import events as ev
-from sonic_fsm import history as hist
-from sonic_fsm import protocol as pr
-from sonic_fsm import toolcalls as tc
-from sonic_fsm.buffer import ReplayBuffer
-from sonic_fsm.ledger import Entry, Ledger
-from sonic_fsm.machine import State, attach
-from sonic_fsm.playback import Playback
-from sonic_fsm.retry import Backoff, RandomSource
+from sonic_fsm.core import effects as fx
+from sonic_fsm.core import events as ev
+from sonic_fsm.core import history as hist
+from sonic_fsm.core import protocol as pr
+from sonic_fsm.core import toolcalls as tc
+from sonic_fsm.core.buffer import ReplayBuffer
+from sonic_fsm.core.ledger import Entry, Ledger
+from sonic_fsm.core.machine import State, attach
+from sonic_fsm.core.playback import Playback
+from sonic_fsm.core.retry import Backoff, RandomSource
+from sonic_fsm.core.snapshot import (
+    SessionView,
+    Snapshot,
+    ToolView,
+    TranscriptLine,
+    TransitionRecord,
+)
 from sonic_fsm.settings import Settings
-from sonic_fsm.snapshot import SessionView, Snapshot, ToolView, TranscriptLine, TransitionRecord
 
 OLD_SESSION_GRACE_SECONDS = 30.0
 BACKOFF_BASE_SECONDS = 0.5
@@ -596,7 +602,7 @@ class Engine:
         if self.state is State.PROMOTED:
             self._fire("old_session_done")
 
-    # ---- tools (the bookkeeping and its rule: sonic_fsm.toolcalls) ----------------------
+    # ---- tools (the bookkeeping and its rule: sonic_fsm.core.toolcalls) ----------------------
 
     def _tool_gone(self, sid: str) -> bool:
         """The session can no longer answer a tool result: closed, failed or handed over."""

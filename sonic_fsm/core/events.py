@@ -34,7 +34,7 @@ class SessionReady:
 
 @dataclass(frozen=True, kw_only=True)
 class SessionOutput:
-    """One parsed output event of a session (see :mod:`sonic_fsm.protocol`)."""
+    """One parsed output event of a session (see :mod:`sonic_fsm.core.protocol`)."""
 
     session_id: str
     event: Any
@@ -67,7 +67,7 @@ class SessionClosed:
 
 @dataclass(frozen=True, kw_only=True)
 class ToolFinished:
-    """A tool the engine asked for (:class:`sonic_fsm.effects.RunTool`) has its result:
+    """A tool the engine asked for (:class:`sonic_fsm.core.effects.RunTool`) has its result:
     what it returned, or ``{"error": ...}`` when it failed (``error`` then says why)."""
 
     session_id: str

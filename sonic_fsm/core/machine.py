@@ -55,7 +55,7 @@ class Context(Protocol):
     @property
     def has_no_outstanding_tool(self) -> bool:
         """The current session has no tool call between its toolUse and the answer that
-        follows the result (see :mod:`sonic_fsm.toolcalls`)."""
+        follows the result (see :mod:`sonic_fsm.core.toolcalls`)."""
         ...
 
 
