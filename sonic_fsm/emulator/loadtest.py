@@ -31,8 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .. import protocol as pr
 from .. import testsignal
+from ..core import protocol as pr
 from .sigv4 import Credentials
 from .tls import TlsFiles, client_context
 from .wire_client import WireClient
