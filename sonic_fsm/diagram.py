@@ -18,9 +18,8 @@ class _Model:
 
 def render() -> str:
     """The Markdown document: a header and the mermaid ``stateDiagram-v2`` source."""
-    model = _Model()
-    GraphMachine(
-        model=model, graph_engine="mermaid", show_conditions=True, **machine.machine_kwargs()
+    graph = GraphMachine(
+        model=_Model(), graph_engine="mermaid", show_conditions=True, **machine.machine_kwargs()
     )
-    source = model.get_graph().draw(None)  # type: ignore[attr-defined]
+    source = str(graph.get_combined_graph().draw(None))
     return f"{HEADER}```mermaid\n{source.strip()}\n```\n"

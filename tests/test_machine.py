@@ -38,10 +38,25 @@ class Ctx:
         self.machine = machine.attach(self, on_exception=None)
         self.machine.set_state(state)
 
+    def trigger(self, name: str) -> bool:
+        raise NotImplementedError  # bound by the machine (model_override)
+
     def schedule_retry(self, e) -> None:
         self.retried = True
 
     def record_transition(self, e) -> None:
+        pass
+
+    def open_next(self, e) -> None:
+        pass
+
+    def resume_current(self, e) -> None:
+        pass
+
+    def hand_over(self, e) -> None:
+        pass
+
+    def recover(self, e) -> None:
         pass
 
 

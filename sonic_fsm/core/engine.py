@@ -13,6 +13,7 @@ import random
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any
 
 from transitions import EventData
@@ -24,7 +25,16 @@ from sonic_fsm.core import protocol as pr
 from sonic_fsm.core import toolcalls as tc
 from sonic_fsm.core.buffer import ReplayBuffer
 from sonic_fsm.core.ledger import Entry, Ledger
-from sonic_fsm.core.machine import State, attach
+from sonic_fsm.core.machine import (
+    GONE_ROLES,
+    OPEN_ROLES,
+    WORKING_ROLES,
+    Role,
+    State,
+    Trigger,
+    attach,
+    audio_route,
+)
 from sonic_fsm.core.playback import Playback
 from sonic_fsm.core.retry import Backoff, RandomSource
 from sonic_fsm.core.snapshot import (
@@ -37,6 +47,7 @@ from sonic_fsm.core.snapshot import (
 from sonic_fsm.settings import Settings
 
 OLD_SESSION_GRACE_SECONDS = 30.0
+BEFORE_HANDOFF = (State.NORMAL, State.MONITORING, State.BUFFERING)  # the limit still ahead
 BACKOFF_BASE_SECONDS = 0.5
 WORDS_PER_SECOND = 2.5  # to tell how much of an answer's text its heard audio carried
 LOG_LIMIT = 500
@@ -51,7 +62,7 @@ class Session:
     prompt_name: str
     audio_name: str
     opened_at: float
-    role: str  # "current", "next", "closing", "failed", "closed"
+    role: Role
     ready: bool = False
     live: bool = False  # its audio content has started: it takes user frames
     cut: bool = False  # no longer takes user audio; only finishes the answer it was giving
@@ -75,6 +86,17 @@ class Session:
     @property
     def turn_in_progress(self) -> bool:
         return self.pending_speculative > 0 or self.audio_open is not None
+
+
+class Timer(Enum):
+    """What the engine waits for, in the order a Tick handles them."""
+
+    THRESHOLD = "threshold"  # the current session is old enough to prepare its successor
+    HARD_DEADLINE = "hard deadline"  # switch now, turn boundary or not
+    AUDIO_START = "audio start"  # the assistant did not start speaking in time
+    NEXT_READY = "next ready"  # the next session did not get ready in time
+    RETRY = "retry"  # open another replacement after a backoff
+    OLD_SESSION = "old session"  # the old session did not finish its answer in time
 
 
 @dataclass
@@ -157,7 +179,7 @@ class Engine:
     @property
     def has_current(self) -> bool:
         cur = self.sessions.get(self.current or "")
-        return cur is not None and cur.role == "current"
+        return cur is not None and cur.role is Role.CURRENT
 
     @property
     def retries_left(self) -> bool:
@@ -172,7 +194,7 @@ class Engine:
     def start(self, now: float) -> list[fx.Effect]:
         """Open the first session."""
         self.now = now
-        self.current = self._open("current")
+        self.current = self._open(Role.CURRENT)
         return self._take()
 
     def handle(self, event: ev.WorkerEvent, now: float) -> list[fx.Effect]:
@@ -185,28 +207,12 @@ class Engine:
 
     def next_deadline(self) -> float | None:
         """The earliest time at which :class:`Tick` must be handled."""
-        times: list[float] = []
-        cur = self.sessions.get(self.current or "")
-        st = self.state
-        if (
-            cur is not None
-            and cur.ready
-            and st in (State.NORMAL, State.MONITORING, State.BUFFERING)
-        ):
-            if st is State.NORMAL:
-                times.append(cur.opened_at + self.s.transition_threshold_seconds)
-            if not self.forced:
-                times.append(self._hard_deadline(cur))
-        if st is State.MONITORING and self.monitoring_since is not None:
-            times.append(self.monitoring_since + self.s.audio_start_timeout_seconds)
-        nxt = self.sessions.get(self.next or "")
-        if nxt is not None and not nxt.ready:
-            times.append(nxt.opened_at + self.s.next_session_ready_timeout_seconds)
-        if self.retry_at is not None:
-            times.append(self.retry_at)
-        if st is State.PROMOTED and self.promoted_at is not None:
-            times.append(self.promoted_at + OLD_SESSION_GRACE_SECONDS)
-        return min(times) if times else None
+        return min((when for when, _ in self.deadlines()), default=None)
+
+    def deadlines(self) -> list[tuple[float, Timer]]:
+        """Every armed timer as ``(when, what)``: what ``next_deadline`` and the timer
+        handling both read."""
+        return [(when, what) for what in Timer if (when := self._deadline(what)) is not None]
 
     # ---- dispatch ----------------------------------------------------------------------
 
@@ -222,15 +228,15 @@ class Engine:
                 self._on_output(sid, out)
             case ev.SessionSent(session_id=sid, seq=seq):
                 if sid == self.next and self.state is State.HANDOFF and seq >= self.drain_seq:
-                    self._fire("buffer_drained")
+                    self._fire(Trigger.BUFFER_DRAINED)
             case ev.SessionFailed(session_id=sid, code=code, message=message):
                 self._on_failed(sid, f"{code}: {message}", event.retryable)
             case ev.SessionClosed(session_id=sid):
                 sess = self.sessions.get(sid)
-                if sess is not None and sess.role in ("current", "next"):
+                if sess is not None and sess.role in WORKING_ROLES:
                     self._on_failed(sid, "stream ended unexpectedly")
-                elif sess is not None and sess.role != "failed":
-                    sess.role = "closed"
+                elif sess is not None and sess.role is not Role.FAILED:
+                    sess.role = Role.CLOSED
             case ev.ToolFinished():
                 self._on_tool_finished(event)
             case ev.Operator(command=command):
@@ -243,13 +249,13 @@ class Engine:
     def _on_operator(self, command: str) -> None:
         if command == "force_handoff":
             if (
-                self._allowed("force_handoff")
+                self._allowed(Trigger.FORCE_HANDOFF)
                 and self.has_current
                 and self.sessions[self.current or ""].ready
             ):
                 self.forced = True
                 self._say("[OPERATOR] hand-off forced")
-                self._fire("force_handoff")
+                self._fire(Trigger.FORCE_HANDOFF)
         elif command in ("mute", "unmute"):
             self.muted = command == "mute"
             self._say(f"[OPERATOR] microphone {'muted' if self.muted else 'unmuted'}")
@@ -259,11 +265,11 @@ class Engine:
     # ---- user audio --------------------------------------------------------------------
 
     def _audio_target(self) -> Session | None:
-        """The one session that takes live user audio now, if any."""
-        sid = self.next if self.state is State.HANDOFF else self.current
-        if self.state is State.RECOVERING:
+        """The one session that takes live user audio now, if any (the machine's route)."""
+        route = audio_route(self.state)
+        if route is None:
             return None
-        sess = self.sessions.get(sid or "")
+        sess = self.sessions.get((self.next if route is Role.NEXT else self.current) or "")
         return sess if sess is not None and sess.live else None
 
     def _on_mic(self, seq: int, pcm: bytes) -> None:
@@ -347,7 +353,7 @@ class Engine:
 
     # ---- session lifecycle -------------------------------------------------------------
 
-    def _open(self, role: str) -> str:
+    def _open(self, role: Role) -> str:
         sid = f"s{next(self._ids)}"
         prompt = f"prompt-{sid}"
         sess = Session(sid, prompt, f"{prompt}-audio", self.now, role)
@@ -371,7 +377,7 @@ class Engine:
 
     def _close(self, sid: str, failed: bool = False) -> None:
         sess = self.sessions[sid]
-        if sess.role in ("closed", "failed"):
+        if sess.role in GONE_ROLES:
             return
         if not failed:
             closing: list[dict[str, Any]] = []
@@ -379,13 +385,13 @@ class Engine:
                 closing.append(pr.content_end(sess.prompt_name, sess.audio_name))
             closing += [pr.prompt_end(sess.prompt_name), pr.session_end()]
             self._emit(fx.Send(session_id=sid, events=tuple(closing)))
-        sess.role = "failed" if failed else "closed"
+        sess.role = Role.FAILED if failed else Role.CLOSED
         sess.live = False
         self._emit(fx.CloseSession(session_id=sid))
 
     def _on_ready(self, sid: str) -> None:
         sess = self.sessions.get(sid)
-        if sess is None or sess.role in ("closed", "failed"):
+        if sess is None or sess.role in GONE_ROLES:
             return
         sess.ready = True
         if sid == self.current and not sess.live:
@@ -394,7 +400,7 @@ class Engine:
             self.buffer.mark_sent(0)
         elif sid == self.next:
             self._say(f"[READY] {sid} accepted its opening events")
-            self._fire("next_ready")
+            self._fire(Trigger.NEXT_READY)
 
     def _start_audio(self, sess: Session, frames: list[Any], ack: bool = False) -> None:
         self._emit(
@@ -410,13 +416,13 @@ class Engine:
 
     def _on_failed(self, sid: str, why: str, retryable: bool = True) -> None:
         sess = self.sessions.get(sid)
-        if sess is None or sess.role in ("closed", "failed"):
+        if sess is None or sess.role in GONE_ROLES:
             return
         self.metrics.failures += 1
         role = sess.role
         self._close(sid, failed=True)
         self._say(f"[FAILURE] {sid} ({role}) failed: {why}")
-        if not retryable and role in ("current", "next"):
+        if not retryable and role in WORKING_ROLES:
             # Access denied, an unknown model, a bad request: another session would fail
             # the same way, so say why once instead of retrying.
             self._stop(why)
@@ -424,7 +430,7 @@ class Engine:
         if sid == self.next:
             self.next = None
             self.attempts += 1
-            self._fire("next_failed")
+            self._fire(Trigger.NEXT_FAILED)
         elif sid == self.old:
             self._old_done()
         elif sid == self.current:
@@ -432,7 +438,7 @@ class Engine:
                 self.failed = sid  # the next session is about to take over anyway
             else:
                 self.failed = sid
-                self._fire("current_failed")
+                self._fire(Trigger.CURRENT_FAILED)
 
     def _schedule_retry(self) -> None:
         if not self.retries_left:
@@ -447,7 +453,7 @@ class Engine:
 
     def _on_output(self, sid: str, raw: Any) -> None:
         sess = self.sessions.get(sid)
-        if sess is None or sess.role in ("closed", "failed"):
+        if sess is None or sess.role in GONE_ROLES:
             return
         try:
             out = pr.parse_output(raw) if isinstance(raw, dict) else raw
@@ -491,7 +497,7 @@ class Engine:
                 self._say(
                     f"[AUDIO_START] assistant audio started on {sess.id}: buffering user audio"
                 )
-                self._fire("assistant_audio_started")
+                self._fire(Trigger.ASSISTANT_AUDIO_STARTED)
 
     def _answer_started(self, sess: Session) -> None:
         history_turn = sess.history_answers_due > 0
@@ -588,26 +594,26 @@ class Engine:
         if sess.id == self.old:
             self._old_done()
         elif sess.id == self.current and self.state is State.BUFFERING:
-            self._fire("turn_ended")
+            self._fire(Trigger.TURN_ENDED)
 
     def _old_done(self) -> None:
         """The old session finished its answer (or there is none): close it, and let the
         new session's held audio play."""
         old, self.old = self.old, None
-        if old is not None and self.sessions[old].role == "closing":
+        if old is not None and self.sessions[old].role is Role.CLOSING:
             self._close(old)
         for play in self.held:
             self._emit(play)
         self.held = []
         if self.state is State.PROMOTED:
-            self._fire("old_session_done")
+            self._fire(Trigger.OLD_SESSION_DONE)
 
     # ---- tools (the bookkeeping and its rule: sonic_fsm.core.toolcalls) ----------------------
 
     def _tool_gone(self, sid: str) -> bool:
         """The session can no longer answer a tool result: closed, failed or handed over."""
         sess = self.sessions.get(sid)
-        return sess is None or sess.cut or sess.role not in ("current", "next")
+        return sess is None or sess.cut or sess.role not in WORKING_ROLES
 
     def _on_tool_use(self, sess: Session, use: pr.ToolUse) -> None:
         what, call = self.calls.ask(
@@ -617,7 +623,7 @@ class Engine:
             use.content,
             self.now,
             self._tool_gone,
-            lambda sid: self.sessions[sid].role == "failed",
+            lambda sid: self.sessions[sid].role is Role.FAILED,
         )
         if what == tc.DUPLICATE:
             self._say(f"[TOOL] {sess.id}: {use.tool_name} {use.tool_use_id} asked again: ignored")
@@ -689,75 +695,95 @@ class Engine:
             if self.state is before:
                 return
 
-    def _check_timers_once(self) -> None:
-        now, st = self.now, self.state
+    def _deadline(self, what: Timer) -> float | None:
+        """When the timer ``what`` is due, or None when it is not armed: the one place each
+        deadline is written."""
+        st = self.state
         cur = self.sessions.get(self.current or "")
-        if cur is not None and cur.ready:
-            age = now - cur.opened_at
-            if st is State.NORMAL and age >= self.s.transition_threshold_seconds:
+        at_risk = cur is not None and cur.ready and st in BEFORE_HANDOFF
+        nxt = self.sessions.get(self.next or "")
+        match what:
+            case Timer.THRESHOLD if at_risk and st is State.NORMAL:
+                assert cur is not None
+                return cur.opened_at + self.s.transition_threshold_seconds
+            case Timer.HARD_DEADLINE if at_risk and not self.forced:
+                assert cur is not None
+                return self._hard_deadline(cur)
+            case Timer.AUDIO_START if st is State.MONITORING and self.monitoring_since is not None:
+                return self.monitoring_since + self.s.audio_start_timeout_seconds
+            case Timer.NEXT_READY if nxt is not None and not nxt.ready:
+                return nxt.opened_at + self.s.next_session_ready_timeout_seconds
+            case Timer.RETRY:
+                return self.retry_at
+            case Timer.OLD_SESSION if st is State.PROMOTED and self.promoted_at is not None:
+                return self.promoted_at + OLD_SESSION_GRACE_SECONDS
+        return None
+
+    def _check_timers_once(self) -> None:
+        """Handle each due timer in turn; each is looked at again after the one before it
+        moved the machine."""
+        for what in Timer:
+            when = self._deadline(what)
+            if when is not None and self.now >= when:
+                self._on_timer(what)
+
+    def _on_timer(self, what: Timer) -> None:
+        cur = self.sessions.get(self.current or "")
+        age = self.now - cur.opened_at if cur is not None else 0.0
+        match what:
+            case Timer.THRESHOLD:
                 if self.s.session_logging.log_transitions:
                     self._say(
-                        f"[THRESHOLD] {cur.id} is {age:.1f}s old: "
+                        f"[THRESHOLD] {self.current} is {age:.1f}s old: "
                         "waiting for the assistant to speak"
                     )
-                self._fire("threshold_reached")
-            if self.state in (
-                State.NORMAL,
-                State.MONITORING,
-                State.BUFFERING,
-            ) and now >= self._hard_deadline(cur):
-                if not self.forced:
-                    self._say(f"[DEADLINE] {cur.id} is {age:.1f}s old: hand-off forced")
+                self._fire(Trigger.THRESHOLD_REACHED)
+            case Timer.HARD_DEADLINE:
+                self._say(f"[DEADLINE] {self.current} is {age:.1f}s old: hand-off forced")
                 self.forced = True
-                self._fire("deadline_reached")
-        if (
-            self.state is State.MONITORING
-            and self.monitoring_since is not None
-            and now >= self.monitoring_since + self.s.audio_start_timeout_seconds
-        ):
-            self._say("[AUDIO_START] no assistant audio in time: hand-off forced")
-            self.forced = True
-            self._fire("audio_start_timed_out")
-        nxt = self.sessions.get(self.next or "")
-        if (
-            nxt is not None
-            and not nxt.ready
-            and now >= nxt.opened_at + self.s.next_session_ready_timeout_seconds
-        ):
-            self._on_failed(nxt.id, "not ready in time")
-        if self.retry_at is not None and now >= self.retry_at:
-            self.retry_at = None
-            if self.next is None and self.state in (State.BUFFERING, State.RECOVERING):
-                self.next = self._open("next")
-        if (
-            self.state is State.PROMOTED
-            and self.promoted_at is not None
-            and now >= self.promoted_at + OLD_SESSION_GRACE_SECONDS
-        ):
-            self._say("[PROMOTION] old session did not finish in time: closing it")
-            self._old_done()
+                self._fire(Trigger.DEADLINE_REACHED)
+            case Timer.AUDIO_START:
+                self._say("[AUDIO_START] no assistant audio in time: hand-off forced")
+                self.forced = True
+                self._fire(Trigger.AUDIO_START_TIMED_OUT)
+            case Timer.NEXT_READY:
+                self._on_failed(self.next or "", "not ready in time")
+            case Timer.RETRY:
+                self.retry_at = None
+                if self.next is None and self.state in (State.BUFFERING, State.RECOVERING):
+                    self.next = self._open(Role.NEXT)
+            case Timer.OLD_SESSION:
+                self._say("[PROMOTION] old session did not finish in time: closing it")
+                self._old_done()
 
     # ---- state callbacks (run by the machine) ------------------------------------------
 
     def on_enter_MONITORING(self, e: EventData) -> None:
         self.monitoring_since = self.now
 
-    def on_enter_BUFFERING(self, e: EventData) -> None:
-        if _source(e) == State.HANDOFF.value:
-            # The next session failed during the hand-off: the current one takes audio again.
-            cur = self.sessions[self.current or ""]
-            cur.cut = False
-            if cur.live:
-                missed = self.buffer.since(cur.last_seq + 1)
-                self._send_audio(cur, [(f.seq, f.pcm) for f in missed], ack=False)
-            self._schedule_retry()
-            return
+    def open_next(self, e: EventData) -> None:
+        """Into BUFFERING from NORMAL or MONITORING: the next session opens."""
         if self.next is None:
-            self.next = self._open("next")
+            self.next = self._open(Role.NEXT)
             self._say(f"[BUFFERING] opening {self.next} in the background")
 
-    def on_enter_HANDOFF(self, e: EventData) -> None:
-        recovering = _source(e) == State.RECOVERING.value
+    def resume_current(self, e: EventData) -> None:
+        """The next session failed during the hand-off: the current one takes audio again."""
+        cur = self.sessions[self.current or ""]
+        cur.cut = False
+        if cur.live:
+            missed = self.buffer.since(cur.last_seq + 1)
+            self._send_audio(cur, [(f.seq, f.pcm) for f in missed], ack=False)
+
+    def hand_over(self, e: EventData) -> None:
+        """Into HANDOFF from BUFFERING: the current session hands over."""
+        self._begin_handoff(recovering=False)
+
+    def recover(self, e: EventData) -> None:
+        """Into HANDOFF from RECOVERING: the replacement takes over from the failed session."""
+        self._begin_handoff(recovering=True)
+
+    def _begin_handoff(self, recovering: bool) -> None:
         self.handoff_kind = "recovery" if recovering else "handoff"
         self.handoff_started = self.now
         nxt = self.sessions[self.next or ""]
@@ -810,7 +836,7 @@ class Engine:
     def on_enter_PROMOTED(self, e: EventData) -> None:
         old_id, new_id = self.current, self.next
         self.current, self.next = new_id, None
-        self.sessions[new_id or ""].role = "current"
+        self.sessions[new_id or ""].role = Role.CURRENT
         took = (self.now - (self.handoff_started or self.now)) * 1000
         if self.handoff_kind == "handoff":
             self.metrics.handoffs += 1
@@ -826,8 +852,8 @@ class Engine:
         if self.s.session_logging.log_transitions:
             self._say(f"[PROMOTION] {new_id} is current ({self.handoff_kind} took {took:.0f} ms)")
         old = self.sessions.get(old_id or "")
-        if self.handoff_kind == "handoff" and old is not None and old.role == "current":
-            old.role = "closing"
+        if self.handoff_kind == "handoff" and old is not None and old.role is Role.CURRENT:
+            old.role = Role.CLOSING
             self.old = old.id
             if not old.turn_in_progress:
                 self._old_done()
@@ -850,13 +876,13 @@ class Engine:
         self._say(f"[RECOVERY] replacing {self.failed}")
         if self.next is not None:
             if self.sessions[self.next].ready:
-                self._fire("next_ready")
+                self._fire(Trigger.NEXT_READY)
         else:
-            self.next = self._open("next")
+            self.next = self._open(Role.NEXT)
 
     def on_enter_STOPPED(self, e: EventData) -> None:
         for sid, sess in self.sessions.items():
-            if sess.role in ("current", "next", "closing"):
+            if sess.role in OPEN_ROLES:
                 self._close(sid)
         reason = self.stop_reason or "retries exhausted"
         self._say(f"[STOPPED] {reason}")
@@ -864,14 +890,21 @@ class Engine:
 
     # ---- machine plumbing --------------------------------------------------------------
 
-    def _allowed(self, trigger: str) -> bool:
-        return trigger in self.machine.get_triggers(self.state)
+    def trigger(self, name: str) -> bool:
+        """Bound by the machine (``model_override``): runs the trigger ``name``."""
+        raise NotImplementedError
 
-    def _fire(self, trigger: str) -> None:
+    def _allowed(self, trigger: Trigger) -> bool:
+        """The table has ``trigger`` for the current state. An unknown trigger raises."""
+        return Trigger(trigger) in self.machine.get_triggers(self.state)
+
+    def _fire(self, trigger: Trigger) -> None:
         """Fire ``trigger`` if the table has it for the current state (queued when inside a
-        callback); events the state does not care about are not transitions."""
+        callback): an event the state does not care about is not a transition. A name that
+        is no trigger at all raises (ValueError); ``ignore_invalid_triggers=False`` holds for
+        the rest."""
         if self._allowed(trigger):
-            self.trigger(trigger)  # type: ignore[attr-defined]
+            self.trigger(trigger.value)
 
     def schedule_retry(self, e: EventData) -> None:
         """After a failed next session: open another after a backoff, while retries last."""
@@ -899,7 +932,7 @@ class Engine:
 
     def _stop(self, reason: str) -> None:
         self.stop_reason = reason
-        self._fire("stop")
+        self._fire(Trigger.STOP)
 
     def end(self, reason: str, now: float) -> list[fx.Effect]:
         """End the conversation: close every session properly."""
@@ -960,7 +993,9 @@ class Engine:
     def answer_pending(self) -> bool:
         """An answer is being generated, or a transcribed utterance still awaits one."""
         busy = any(
-            s.turn_in_progress for s in self.sessions.values() if s.role in ("current", "closing")
+            s.turn_in_progress
+            for s in self.sessions.values()
+            if s.role in (Role.CURRENT, Role.CLOSING)
         )
         return busy or self.ledger.awaiting_answer()
 
@@ -979,14 +1014,14 @@ class Engine:
         views = tuple(
             SessionView(
                 session_id=s.id,
-                role=s.role,
+                role=s.role.value,
                 age_seconds=self.now - s.opened_at,
                 ready=s.ready,
                 audio_in_bytes=s.audio_in_bytes,
                 audio_out_bytes=s.audio_out_bytes,
             )
             for s in self.sessions.values()
-            if s.role in ("current", "next", "closing") or self.now - s.opened_at < 5
+            if s.role in OPEN_ROLES or self.now - s.opened_at < 5
         )
         ms = self.metrics.handoff_ms
         return Snapshot(
@@ -1026,9 +1061,3 @@ class Engine:
             and self.has_ready_next
             and not self.has_no_outstanding_tool,
         )
-
-
-def _source(e: EventData) -> str:
-    """The state a transition leaves."""
-    assert e.transition is not None
-    return e.transition.source
