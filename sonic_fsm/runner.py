@@ -24,6 +24,7 @@ from sonic_fsm.audio.base import AudioSink, AudioSource
 from sonic_fsm.backends.base import Backend, Session
 from sonic_fsm.core import effects as fx
 from sonic_fsm.core import events as ev
+from sonic_fsm.core import metrics as mx
 from sonic_fsm.core.engine import Engine
 from sonic_fsm.core.machine import State
 from sonic_fsm.core.snapshot import Snapshot
@@ -84,11 +85,7 @@ class _SessionWorker:
             conv.post(ev.SessionFailed(session_id=sid, code="Timeout", message="open timed out"))
             return
         except SessionError as e:
-            conv.post(
-                ev.SessionFailed(
-                    session_id=sid, code=e.code, message=e.message, retryable=e.retryable
-                )
-            )
+            self._failed(e)
             return
         self.reader = asyncio.create_task(self._read(), name=f"reader-{sid}")
         try:
@@ -98,12 +95,15 @@ class _SessionWorker:
                     break
                 await self._send(item)
         except SessionError as e:
-            conv.post(
-                ev.SessionFailed(
-                    session_id=sid, code=e.code, message=e.message, retryable=e.retryable
-                )
-            )
+            self._failed(e)
         await self._close()
+
+    def _failed(self, e: SessionError) -> None:
+        self.conv.post(
+            ev.SessionFailed(
+                session_id=self.id, code=e.code, message=e.message, retryable=e.retryable
+            )
+        )
 
     async def _send(self, item: fx.Send) -> None:
         assert self.session is not None
@@ -127,11 +127,7 @@ class _SessionWorker:
                 conv.observer.event_received(sid, conv.now(), out)
                 conv.post(ev.SessionOutput(session_id=sid, event=out))
         except SessionError as e:
-            conv.post(
-                ev.SessionFailed(
-                    session_id=sid, code=e.code, message=e.message, retryable=e.retryable
-                )
-            )
+            self._failed(e)
             return
         conv.post(ev.SessionClosed(session_id=sid))
 
@@ -207,6 +203,15 @@ class Conversation:
     def now(self) -> float:
         assert self._loop is not None
         return self._loop.time()
+
+    def speaker_busy(self, now: float) -> bool:
+        """The speaker still has audio queued at ``now``."""
+        return self.sink.queued_seconds(now) > 0
+
+    def assistant_busy(self) -> bool:
+        """An answer is pending or still playing (what a talker waits out)."""
+        engine = self.engine
+        return engine is not None and (engine.answer_pending or self.speaker_busy(self.now()))
 
     def post(self, event: ev.WorkerEvent) -> None:
         """Put an event on the queue (from the loop's thread)."""
@@ -426,7 +431,7 @@ class Conversation:
         if not self.finish_when_input_ends:
             return
         now = self.now()
-        quiet = engine.idle and self.sink.queued_seconds(now) == 0
+        quiet = engine.idle and not self.speaker_busy(now)
         if not quiet:
             self._quiet_since = None
         elif self._quiet_since is None:
@@ -460,45 +465,11 @@ class Conversation:
         engine = self.engine
         if engine is None:
             return {}
-        m = engine.metrics
-        ms = sorted(m.handoff_ms)
         return {
-            "sessions": m.sessions_opened,
-            "handoffs": m.handoffs,
-            "recoveries": m.recoveries,
-            "failures": m.failures,
-            "barge_ins": m.barge_ins,
-            "time_in_state_seconds": {
-                k: round(v, 3) for k, v in engine_time_in_state(engine).items()
-            },
-            "productive_pct": round(engine.productive_pct(), 3),
-            "peak_buffer_bytes": engine.buffer.peak_bytes,
-            "frames_lost": engine.buffer.lost_frames,
-            "history_bytes_sent": m.history_bytes_sent,
-            "handoff_ms": [round(x, 3) for x in m.handoff_ms],
-            "handoff_ms_p50": percentile(ms, 50),
-            "handoff_ms_p99": percentile(ms, 99),
+            **mx.summary(engine),
             "engine_events": self.engine_events,
-            "assistant_truncated_ms": round(
-                (m.audio_received_bytes - m.audio_played_bytes - m.audio_interrupted_bytes)
-                / (2 * self.settings.audio.output_sample_rate)
-                * 1000,
-                1,
-            ),
+            "assistant_truncated_ms": mx.truncated_ms(engine),
         }
-
-
-def engine_time_in_state(engine: Engine) -> dict[str, float]:
-    t = dict(engine.metrics.time_in_state)
-    t[engine.state.value] = t.get(engine.state.value, 0.0) + engine.now - engine.state_since
-    return t
-
-
-def percentile(sorted_values: list[float], p: float) -> float | None:
-    if not sorted_values:
-        return None
-    k = min(len(sorted_values) - 1, max(0, round(p / 100 * (len(sorted_values) - 1))))
-    return round(sorted_values[k], 3)
 
 
 def dumps(result: RunResult) -> str:

@@ -74,12 +74,7 @@ def make_source(
 
 def assistant_busy(conv_holder: list[Conversation]) -> bool:
     """For the talker: an answer is pending or still playing."""
-    if not conv_holder or conv_holder[0].engine is None:
-        return False
-    conv = conv_holder[0]
-    engine = conv.engine
-    assert engine is not None
-    return engine.answer_pending or conv.sink.queued_seconds(conv.now()) > 0
+    return bool(conv_holder) and conv_holder[0].assistant_busy()
 
 
 def make_recorder(settings: Settings) -> Observer:

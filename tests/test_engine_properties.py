@@ -15,6 +15,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 
 from sonic_fsm.core import effects as fx
 from sonic_fsm.core import events as ev
+from sonic_fsm.core import useraudio
 from sonic_fsm.core.engine import Engine
 from sonic_fsm.core.machine import State
 from sonic_fsm.settings import load
@@ -122,7 +123,7 @@ class EngineMachine(RuleBasedStateMachine):
     def never_talked_over(self) -> None:
         """Invariant 7: once the user starts speaking, no assistant audio sounds that its
         session will not stop itself (the session hearing the user, believing it plays)."""
-        target = self.engine._audio_target()
+        target = useraudio.receiver(self.engine)
         unaware = self.engine.playback.unaware(self.now, target.id if target else None)
         assert not unaware, f"talked over by {unaware}"
         assert not self.engine.held, "audio waits to play over the user"

@@ -36,12 +36,12 @@ def test_readme_table_of_states_is_generated_from_the_machine() -> None:
 
 def test_a_trigger_the_state_does_not_take_is_a_no_op() -> None:
     engine = Engine(load(None, []), now=0.0)
-    engine._fire(Trigger.BUFFER_DRAINED)  # only HANDOFF takes it
+    engine.fire(Trigger.BUFFER_DRAINED)  # only HANDOFF takes it
     assert engine.state is State.NORMAL
 
 
 def test_a_name_that_is_no_trigger_raises() -> None:
     engine = Engine(load(None, []), now=0.0)
     with pytest.raises(ValueError):
-        engine._fire("buffer_drianed")  # type: ignore[arg-type]
+        engine.fire("buffer_drianed")  # type: ignore[arg-type]
     assert engine.state is State.NORMAL

@@ -26,7 +26,8 @@ from sonic_fsm.bench.run import REALTIME_OVERRIDES, _rss_mb
 from sonic_fsm.bench.script import ReactiveSource, evenly
 from sonic_fsm.core import effects as fx
 from sonic_fsm.core import events as ev
-from sonic_fsm.runner import Conversation, percentile
+from sonic_fsm.core.metrics import percentile
+from sonic_fsm.runner import Conversation
 from sonic_fsm.settings import Settings, replace
 
 SPACING_SECONDS = 12.0  # between utterances: the endpointing pause, an answer, a reaction

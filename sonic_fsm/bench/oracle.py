@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from sonic_fsm.runner import percentile
+from sonic_fsm.core.metrics import percentile
 from sonic_fsm.testsignal import DtmfDecoder, Mark, MarkParser, answer, decode_marks
 
 INPUT_RATE = 16000

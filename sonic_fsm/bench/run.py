@@ -31,8 +31,9 @@ from sonic_fsm.backends.base import Backend
 from sonic_fsm.backends.local import LocalBackend
 from sonic_fsm.bench import oracle
 from sonic_fsm.bench.script import Line, ReactiveSource, evenly
+from sonic_fsm.core.metrics import percentile
 from sonic_fsm.emulator.model import Faults
-from sonic_fsm.runner import Conversation, RunResult, percentile
+from sonic_fsm.runner import Conversation, RunResult
 from sonic_fsm.settings import Settings, replace
 from sonic_fsm.tools import Tool
 

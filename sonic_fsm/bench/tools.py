@@ -22,7 +22,7 @@ from sonic_fsm.backends.local import LocalBackend
 from sonic_fsm.bench import oracle
 from sonic_fsm.bench.run import scored_run
 from sonic_fsm.bench.script import Line
-from sonic_fsm.runner import percentile
+from sonic_fsm.core.metrics import percentile
 from sonic_fsm.settings import Settings, replace
 from sonic_fsm.tools import signal_tool
 

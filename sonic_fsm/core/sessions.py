@@ -1,0 +1,151 @@
+"""Sessions and their lifecycle: open, ready, failed, closed, and the role each plays."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from sonic_fsm.core import effects as fx
+from sonic_fsm.core import handoff, useraudio
+from sonic_fsm.core import protocol as pr
+from sonic_fsm.core.machine import GONE_ROLES, WORKING_ROLES, Role, State, Trigger
+
+if TYPE_CHECKING:
+    from sonic_fsm.core.engine import Engine
+    from sonic_fsm.core.ledger import Entry
+
+
+@dataclass
+class Session:
+    """The engine's record of one session."""
+
+    id: str
+    prompt_name: str
+    audio_name: str
+    opened_at: float
+    role: Role
+    ready: bool = False
+    live: bool = False  # its audio content has started: it takes user frames
+    cut: bool = False  # no longer takes user audio; only finishes the answer it was giving
+    first_seq: int | None = None  # first user frame it received
+    last_seq: int = -1  # last user frame it received
+    pending_speculative: int = 0
+    audio_open: str | None = None  # content id of assistant audio being generated
+    contents: dict[str, pr.ContentStart] = field(default_factory=dict)
+    history_answers_due: int = 0  # re-sent USER history turns it will answer first
+    speculative_texts: list[str] = field(default_factory=list)  # this turn's, until FINAL
+    answer_audio: str | None = None  # content id of the latest answer's audio
+    answer_audio_bytes: int = 0
+    answer_entry: Entry | None = None  # the latest answer's words in the history
+    answer_cut: bool = False  # the user cut the latest answer (its history entry is final)
+    unheard: str | None = None  # content id of audio not played: it began over the user
+    audio_in_bytes: int = 0
+    audio_out_bytes: int = 0
+    history_bytes: int = 0
+    expires_at: float | None = None  # its signing credentials expire then (temporary keys)
+
+    @property
+    def turn_in_progress(self) -> bool:
+        return self.pending_speculative > 0 or self.audio_open is not None
+
+
+def open_session(eng: Engine, role: Role) -> str:
+    sid = f"s{next(eng.session_ids)}"
+    prompt = f"prompt-{sid}"
+    sess = Session(sid, prompt, f"{prompt}-audio", eng.now, role)
+    eng.sessions[sid] = sess
+    eng.metrics.sessions_opened += 1
+    b = eng.s.backend
+    opening = [
+        pr.session_start(b.max_tokens, b.top_p, b.temperature, b.endpointing_sensitivity),
+        pr.prompt_start(prompt, b.voice_id, eng.s.audio.output_sample_rate, eng.tool_specs),
+        *pr.text_block(
+            prompt,
+            f"{prompt}-system",
+            "SYSTEM",
+            b.system_prompt,
+            eng.s.history.max_text_input_bytes,
+        ),
+    ]
+    eng.emit(fx.OpenSession(session_id=sid))
+    eng.emit(fx.Send(session_id=sid, events=tuple(opening), opening=True))
+    return sid
+
+
+def close_session(eng: Engine, sid: str, failed: bool = False) -> None:
+    sess = eng.sessions[sid]
+    if sess.role in GONE_ROLES:
+        return
+    if not failed:
+        closing: list[dict[str, Any]] = []
+        if sess.live:
+            closing.append(pr.content_end(sess.prompt_name, sess.audio_name))
+        closing += [pr.prompt_end(sess.prompt_name), pr.session_end()]
+        eng.emit(fx.Send(session_id=sid, events=tuple(closing)))
+    sess.role = Role.FAILED if failed else Role.CLOSED
+    sess.live = False
+    eng.emit(fx.CloseSession(session_id=sid))
+
+
+def on_ready(eng: Engine, sid: str) -> None:
+    sess = eng.sessions.get(sid)
+    if sess is None or sess.role in GONE_ROLES:
+        return
+    sess.ready = True
+    if sid == eng.current and not sess.live:
+        # The very first session: it takes everything captured so far.
+        start_audio(eng, sess, eng.buffer.since(sess.last_seq + 1))
+        eng.buffer.mark_sent(0)
+    elif sid == eng.next:
+        eng.say(f"[READY] {sid} accepted its opening events")
+        eng.fire(Trigger.NEXT_READY)
+
+
+def start_audio(eng: Engine, sess: Session, frames: list[Any], ack: bool = False) -> None:
+    eng.emit(
+        fx.Send(
+            session_id=sess.id,
+            events=(pr.audio_content_start(sess.prompt_name, sess.audio_name),),
+        )
+    )
+    sess.live = True
+    useraudio.send_audio(eng, sess, [(f.seq, f.pcm) for f in frames], ack=False)
+    if ack:
+        eng.emit(fx.Send(session_id=sess.id, events=(), ack_seq=eng.last_seq))
+
+
+def on_failed(eng: Engine, sid: str, why: str, retryable: bool = True) -> None:
+    sess = eng.sessions.get(sid)
+    if sess is None or sess.role in GONE_ROLES:
+        return
+    eng.metrics.failures += 1
+    role = sess.role
+    close_session(eng, sid, failed=True)
+    eng.say(f"[FAILURE] {sid} ({role}) failed: {why}")
+    if not retryable and role in WORKING_ROLES:
+        # Access denied, an unknown model, a bad request: another session would fail
+        # the same way, so say why once instead of retrying.
+        eng.stop_because(why)
+        return
+    if sid == eng.next:
+        eng.next = None
+        eng.attempts += 1
+        eng.fire(Trigger.NEXT_FAILED)
+    elif sid == eng.old:
+        handoff.old_done(eng)
+    elif sid == eng.current:
+        if eng.state is State.HANDOFF:
+            eng.failed = sid  # the next session is about to take over anyway
+        else:
+            eng.failed = sid
+            eng.fire(Trigger.CURRENT_FAILED)
+
+
+def schedule_retry(eng: Engine) -> None:
+    if not eng.retries_left:
+        eng.say(f"[RETRY] giving up after {eng.attempts} failed attempts")
+        eng.retry_at = None
+        return
+    delay = eng.backoff.delay(eng.attempts)
+    eng.retry_at = eng.now + delay
+    eng.say(f"[RETRY] attempt {eng.attempts + 1} in {delay:.2f}s")

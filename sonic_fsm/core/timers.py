@@ -1,0 +1,115 @@
+"""The engine's timers: one list of deadlines ``[(when, what)]``, read both by
+``Engine.next_deadline()`` (when the adapter must call again) and by the timer handling (what
+is due now), as aioquic's ``get_timer()`` / ``handle_timer()`` share theirs."""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import TYPE_CHECKING
+
+from sonic_fsm.core import handoff, sessions
+from sonic_fsm.core.machine import Role, State, Trigger
+
+if TYPE_CHECKING:
+    from sonic_fsm.core.engine import Engine
+    from sonic_fsm.core.sessions import Session
+
+OLD_SESSION_GRACE_SECONDS = 30.0
+BEFORE_HANDOFF = (State.NORMAL, State.MONITORING, State.BUFFERING)  # the limit still ahead
+
+
+class Timer(Enum):
+    """What the engine waits for, in the order a Tick handles them."""
+
+    THRESHOLD = "threshold"  # the current session is old enough to prepare its successor
+    HARD_DEADLINE = "hard deadline"  # switch now, turn boundary or not
+    AUDIO_START = "audio start"  # the assistant did not start speaking in time
+    NEXT_READY = "next ready"  # the next session did not get ready in time
+    RETRY = "retry"  # open another replacement after a backoff
+    OLD_SESSION = "old session"  # the old session did not finish its answer in time
+
+
+def deadlines(eng: Engine) -> list[tuple[float, Timer]]:
+    """Every armed timer as ``(when, what)``, in the order they are handled."""
+    return [(when, what) for what in Timer if (when := deadline(eng, what)) is not None]
+
+
+def hard_deadline(eng: Engine, sess: Session) -> float:
+    deadline = sess.opened_at + eng.s.hard_deadline_seconds
+    if sess.expires_at is not None:
+        deadline = min(deadline, sess.expires_at - eng.s.hard_deadline_margin_seconds)
+    return deadline
+
+
+def check(eng: Engine) -> None:
+    """Fire what is due; a move may make another deadline due at once (e.g. back in
+    NORMAL with a session already past its threshold), so look again after one."""
+    for _ in range(len(State)):
+        before = eng.state
+        _check_once(eng)
+        if eng.state is before:
+            return
+
+
+def deadline(eng: Engine, what: Timer) -> float | None:
+    """When the timer ``what`` is due, or None when it is not armed: the one place each
+    deadline is written."""
+    st = eng.state
+    cur = eng.sessions.get(eng.current or "")
+    at_risk = cur is not None and cur.ready and st in BEFORE_HANDOFF
+    nxt = eng.sessions.get(eng.next or "")
+    match what:
+        case Timer.THRESHOLD if at_risk and st is State.NORMAL:
+            assert cur is not None
+            return cur.opened_at + eng.s.transition_threshold_seconds
+        case Timer.HARD_DEADLINE if at_risk and not eng.forced:
+            assert cur is not None
+            return hard_deadline(eng, cur)
+        case Timer.AUDIO_START if st is State.MONITORING and eng.monitoring_since is not None:
+            return eng.monitoring_since + eng.s.audio_start_timeout_seconds
+        case Timer.NEXT_READY if nxt is not None and not nxt.ready:
+            return nxt.opened_at + eng.s.next_session_ready_timeout_seconds
+        case Timer.RETRY:
+            return eng.retry_at
+        case Timer.OLD_SESSION if st is State.PROMOTED and eng.promoted_at is not None:
+            return eng.promoted_at + OLD_SESSION_GRACE_SECONDS
+    return None
+
+
+def _check_once(eng: Engine) -> None:
+    """Handle each due timer in turn; each is looked at again after the one before it
+    moved the machine."""
+    for what in Timer:
+        when = deadline(eng, what)
+        if when is not None and eng.now >= when:
+            _handle(eng, what)
+
+
+def _handle(eng: Engine, what: Timer) -> None:
+    cur = eng.sessions.get(eng.current or "")
+    age = eng.now - cur.opened_at if cur is not None else 0.0
+    match what:
+        case Timer.THRESHOLD:
+            if eng.s.session_logging.log_transitions:
+                eng.say(
+                    f"[THRESHOLD] {eng.current} is {age:.1f}s old: "
+                    "waiting for the assistant to speak"
+                )
+            eng.fire(Trigger.THRESHOLD_REACHED)
+        case Timer.HARD_DEADLINE:
+            eng.say(f"[DEADLINE] {eng.current} is {age:.1f}s old: hand-off forced")
+            eng.forced = True
+            eng.fire(Trigger.DEADLINE_REACHED)
+        case Timer.AUDIO_START:
+            eng.say("[AUDIO_START] no assistant audio in time: hand-off forced")
+            eng.forced = True
+            eng.fire(Trigger.AUDIO_START_TIMED_OUT)
+        case Timer.NEXT_READY:
+            sessions.on_failed(eng, eng.next or "", "not ready in time")
+        case Timer.RETRY:
+            eng.retry_at = None
+            if eng.next is None and eng.state in (State.BUFFERING, State.RECOVERING):
+                eng.next = sessions.open_session(eng, Role.NEXT)
+        case Timer.OLD_SESSION:
+            eng.say("[PROMOTION] old session did not finish in time: closing it")
+            handoff.old_done(eng)
