@@ -8,25 +8,29 @@ played), ``null``, or ``default`` / a device. Nothing else in the package makes 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from sonic_fsm.audio.base import AudioSink, AudioSource
 from sonic_fsm.backends.base import Backend
-from sonic_fsm.backends.local import FaultPlan, LocalBackend
+from sonic_fsm.backends.local import FaultPlan, LocalBackend, recogniser_from_settings
 from sonic_fsm.observer import Observer
 from sonic_fsm.runner import Conversation
 from sonic_fsm.settings import Settings
 from sonic_fsm.tools import Tool
 
 
-def make_backend(settings: Settings, faults: FaultPlan | None = None) -> Backend:
-    """``faults=None``: the plan in ``emulator.faults`` (none by default)."""
+def make_backend(
+    settings: Settings, faults: FaultPlan | None = None, phrases: Sequence[str] = ()
+) -> Backend:
+    """``faults=None``: the plan in ``emulator.faults`` (none by default). ``phrases``: all
+    the user will say (the simulated talker's lines), which the emulator's recogniser is then
+    limited to, so it hears them right; none, open vocabulary (a microphone)."""
     if settings.backend.kind == "bedrock":
         from sonic_fsm.backends.bedrock import BedrockBackend
 
         return BedrockBackend(settings)
-    return LocalBackend(settings, faults)
+    return LocalBackend(settings, faults, recogniser=recogniser_from_settings(settings, phrases))
 
 
 def make_sink(spec: str, settings: Settings) -> AudioSink:
@@ -61,7 +65,11 @@ def make_source(
         config = TalkerConfig(
             script=script, chunk_frames=chunk, repeat=repeat, interrupt_fraction=0.1
         )
-        return Talker(config, assistant_busy=lambda: assistant_busy(conv_holder))
+        return Talker(
+            config,
+            assistant_busy=lambda: assistant_busy(conv_holder),
+            handoffs=lambda: sessions_replaced(conv_holder),
+        )
     if spec.lower().endswith(".wav"):
         from sonic_fsm.audio.wav import WavSource
 
@@ -75,6 +83,13 @@ def make_source(
 def assistant_busy(conv_holder: list[Conversation]) -> bool:
     """For the talker: an answer is pending or still playing."""
     return bool(conv_holder) and conv_holder[0].assistant_busy()
+
+
+def sessions_replaced(conv_holder: list[Conversation]) -> int:
+    """For the talker: how many times a new session took over with the conversation so far
+    (hand-offs and recoveries)."""
+    engine = conv_holder[0].engine if conv_holder else None
+    return 0 if engine is None else engine.metrics.handoffs + engine.metrics.recoveries
 
 
 def make_recorder(settings: Settings) -> Observer:
@@ -116,13 +131,14 @@ def build_conversation(
             source = make_source("talker", settings, holder)
     else:
         source = make_source(mic, settings, holder, talker_repeats)
+    phrases = getattr(source, "phrases", ())  # the simulated talker's lines
     if settings.audio.half_duplex:
         from sonic_fsm.audio.echo_gate import HalfDuplexSource
 
         source = HalfDuplexSource(source, sink, margin_db=settings.audio.half_duplex_margin_db)
     conv = Conversation(
         settings,
-        make_backend(settings, faults),
+        make_backend(settings, faults, phrases),
         source,
         sink,
         observer=make_recorder(settings) if settings.enable_session_recording else None,

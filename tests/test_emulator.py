@@ -22,7 +22,12 @@ from hypothesis import settings as settings_
 from hypothesis import strategies as hs
 
 from sonic_fsm import clock, testsignal
-from sonic_fsm.backends.local import FaultSpecError, LocalBackend, parse_fault_plan
+from sonic_fsm.backends.local import (
+    FaultSpecError,
+    LocalBackend,
+    parse_fault_plan,
+    recogniser_from_settings,
+)
 from sonic_fsm.core import protocol as pr
 from sonic_fsm.emulator import recogniser as rec
 from sonic_fsm.emulator import voice
@@ -377,6 +382,29 @@ def test_pocketsphinx_recognises_espeak_speech_with_a_grammar() -> None:
     pcm16 = voice.resample(voice.Espeak()("what did I say first"), 24000, 16000)
     assert rec.Pocketsphinx(phrases)(silence(0.3) + pcm16 + silence(0.3)) == phrases[0]
     assert isinstance(rec.default_recogniser()(pcm16), str | None)  # open vocabulary runs
+
+
+def test_what_a_grammar_heard_is_its_phrase_as_written() -> None:
+    phrases = ["Hello, can you hear me?", "What is the capital of Portugal?"]
+    assert rec.closest("hello can you hear", [rec.words(p) for p in phrases]) == (
+        "hello can you hear me"
+    )  # a decoder that stopped short of the end still names its phrase
+    assert rec.closest("what is the capital", ["what is the time", "what is the capital of x"]) == (
+        "what is the capital of x"
+    )
+    assert rec.closest("what is the time", ["what is the time", "the time"]) == "what is the time"
+
+
+@pytest.mark.skipif(
+    not rec.available(),
+    reason="pocketsphinx (the optional 'recogniser' extra) is not installed here: "
+    "uv sync --extra recogniser",
+)
+def test_the_talkers_lines_limit_the_recogniser_and_only_they_do() -> None:
+    line = "Hello, can you hear me?"
+    assert recogniser_from_settings(settings(), [line]) is rec.default_recogniser((line,))
+    assert recogniser_from_settings(settings()) == "auto"  # a microphone: open vocabulary
+    assert recogniser_from_settings(settings("emulator.recogniser=none"), [line]) is None
 
 
 def test_grammar_lists_each_phrase_once() -> None:

@@ -12,6 +12,7 @@ import pytest
 from sonic_fsm import clock, testsignal
 from sonic_fsm.audio.talker import (
     DEFAULT_SCRIPT,
+    RECALL,
     Talker,
     TalkerConfig,
     TalkerError,
@@ -181,6 +182,33 @@ def test_repeat_continues_numbering() -> None:
         return [n for n, _ in assistant.heard]
 
     assert run_virtual(main) == [1, 2, 3, 4, 5]
+
+
+@pytest.mark.skipif(not espeak_available(), reason="espeak-ng or sox not installed")
+def test_after_each_handoff_the_next_line_asks_what_was_asked_before() -> None:
+    async def main() -> Talker:
+        loop = asyncio.get_running_loop()
+        spoken: list[Any] = []
+
+        def busy() -> bool:  # one second of answer after each line
+            return bool(spoken and spoken[-1].end and loop.time() < spoken[-1].end + 1.0)
+
+        def handoffs() -> int:  # one while "two" is spoken, another during "three"
+            return (len(spoken) >= 2) + (len(spoken) >= 4)
+
+        config = TalkerConfig(script=("one", "two", "three"), voice="speech", think_seconds=0.2)
+        talker = Talker(config, assistant_busy=busy, handoffs=handoffs)
+        spoken = talker.spoken
+        async for _ in talker.frames():
+            pass
+        return talker
+
+    talker = run_virtual(main)
+    assert [u.text for u in talker.spoken] == ["one", "two", RECALL, "three", RECALL]
+    assert [u.number for u in talker.spoken] == [1, 2, 3, 4, 5]
+    assert all(u.answered for u in talker.spoken) and talker.unanswered == 0
+    assert talker.phrases == ("one", "two", "three", RECALL)
+    assert Talker(TalkerConfig(voice="tones")).phrases == ()  # the test signal has no words
 
 
 def test_script_file(tmp_path: Any) -> None:

@@ -575,3 +575,83 @@ async def test_on_the_emulator_h_moves_the_strip_through_a_handoff_and_q_closes_
     assert app.engine is not None and app.engine.state == WorkerState.SUCCESS
     assert conv.engine is not None and conv.engine.state.value == "STOPPED"
     assert all(s._closed for s in conv.backend.sessions)  # every session closed properly
+
+
+# -- the demo on the emulator: the simulated talker, recognised, across a hand-off -----------
+
+RECALL = "What did I ask you before?"
+
+
+def _recalled(snap: Any) -> bool:
+    """After the first hand-off: the talker asked the recall question and it was answered."""
+    if snap is None:
+        return False
+    lines = list(snap.transcript)
+    kinds = [x.kind for x in lines]
+    if "handoff" not in kinds:
+        return False
+    after = lines[kinds.index("handoff") + 1 :]
+    asked = [i for i, x in enumerate(after) if x.kind == "user" and x.text == RECALL]
+    return bool(asked) and any(x.kind == "assistant" and x.final for x in after[asked[0] + 1 :])
+
+
+def demo_until_recalled(virtual_seconds: float = 180.0) -> tuple[Conversation, Any]:
+    """``sonic-fsm tui`` without a microphone (the factory it uses, the demo profile, the
+    talker, no speaker) in virtual time, until the recall question after the first hand-off
+    is answered or ``virtual_seconds`` have passed; then stopped. Its last snapshot."""
+    from sonic_fsm import clock
+
+    s = settings.load(None, DEMO_OVERRIDES)
+    conv = build_conversation(s, mic="talker", speaker="null", finish_when_input_ends=False)
+
+    async def go() -> Any:
+        run = asyncio.ensure_future(conv.run())
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + virtual_seconds
+        while loop.time() < deadline and not run.done() and not _recalled(conv.snapshot()):
+            await asyncio.sleep(0.25)
+        conv.request_stop("the test has seen enough")
+        await asyncio.wait_for(run, 30)
+        return conv.snapshot()
+
+    return conv, clock.run(go(), virtual=True)
+
+
+def _speech_and_ears() -> bool:
+    from sonic_fsm.audio.talker import espeak_available
+    from sonic_fsm.emulator.recogniser import available
+
+    return espeak_available() and available()
+
+
+@pytest.mark.skipif(
+    not _speech_and_ears(),
+    reason="needs espeak-ng and sox (scripts/system-deps) and pocketsphinx (the recogniser extra)",
+)
+def test_the_demo_shows_the_new_session_remembering_what_was_asked_before_the_handoff() -> None:
+    from sonic_fsm.audio.talker import DEFAULT_SCRIPT
+
+    conv, snap = demo_until_recalled()
+    assert snap is not None
+    lines = [x for x in snap.transcript if x.kind in ("user", "assistant", "handoff")]
+    spoken = [u.text for u in conv.source.spoken]  # type: ignore[attr-defined]
+    heard = [x.text for x in lines if x.kind == "user"]
+    assert heard == spoken[: len(heard)]  # every line the talker said, recognised as said
+    assert _recalled(snap), "\n".join(f"{x.kind}: {x.text}" for x in lines)
+
+    at = [x.kind for x in lines].index("handoff")
+    before = [x for x in lines[:at] if x.kind == "user"]
+    asked = next(i for i, x in enumerate(lines) if i > at and x.text == RECALL)
+    reply = next(x for x in lines[asked + 1 :] if x.kind == "assistant")
+    assert before and before[-1].text in DEFAULT_SCRIPT
+    assert before[-1].session_id != reply.session_id  # asked of the old session
+    assert reply.text == f"Before this, you asked: {before[-1].text}"  # the new one knows
+
+    async def shown() -> str:
+        app = Dashboard(sample.FixedSource(snap), poll_seconds=None)
+        async with app.run_test(size=(160, 50)) as pilot:
+            await pilot.pause()
+            return screen_text(app)
+
+    text = asyncio.run(shown())
+    assert RECALL in text and before[-1].text in text

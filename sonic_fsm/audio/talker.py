@@ -6,6 +6,10 @@ signal otherwise (utterance N is ``*N#`` in DTMF, which the emulator and the sco
 exactly). After a line the talker keeps the stream going with silence and waits until the
 assistant has answered and is quiet again, plus a short think time; now and then (a fraction,
 reproducible with a seed) it does not wait and talks over the answer, to exercise barge-in.
+Told of hand-offs (``handoffs``, a count), a speaking talker asks ``after_handoff`` ("What did
+I ask you before?") as its next line after each one, so the answer shows whether the new
+session was given the conversation; :attr:`Talker.phrases` is everything it may say, for a
+recogniser limited to it.
 
 Paced by the running loop's clock, so it runs as well in virtual time as in real time.
 """
@@ -18,6 +22,7 @@ import shutil
 import subprocess
 import tempfile
 import wave
+from collections import deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,11 +34,13 @@ DEFAULT_SCRIPT = (
     "What is a good name for a grey cat?",
     "Tell me a short fact about the moon.",
     "How long does it take to boil an egg?",
-    "What did I ask you about a moment ago?",
+    "Which planet is closest to the sun?",
     "Give me one tip for sleeping better.",
     "What is the capital of Portugal?",
     "Thanks, that is all for now.",
 )
+RECALL = "What did I ask you before?"
+"""Asked right after a hand-off: answered right only if the new session has the history."""
 
 
 class TalkerError(ValueError):
@@ -96,7 +103,8 @@ class TalkerConfig:
     answer_timeout_seconds: float = 15.0  # give up waiting for an answer that never starts
     repeat: bool = False  # start the script again after its last line, numbers continuing
     seed: int = 0
-    espeak_voice: str = "en"
+    espeak_voice: str = "en-us"  # the recogniser's English model is American
+    after_handoff: str = RECALL  # with speech: the next line after a hand-off ("" for none)
     tool_every: int = 0  # with tones: every k-th line is a tool question (``*CN#``)
 
 
@@ -141,6 +149,7 @@ class Talker:
         config: TalkerConfig | None = None,
         *,
         assistant_busy: Callable[[], bool] = lambda: False,
+        handoffs: Callable[[], int] = lambda: 0,
     ) -> None:
         self.config = config or TalkerConfig()
         if not self.config.script:
@@ -153,6 +162,10 @@ class Talker:
             self.config.voice == "auto" and espeak_available()
         )
         self.assistant_busy = assistant_busy
+        self.handoffs = handoffs
+        self._handoffs_seen = 0
+        self._pending: deque[_Line] = deque()  # put back behind a line asked after a hand-off
+        self._inserted = 0  # lines asked after hand-offs so far
         self.spoken: list[Utterance] = []
         self.unanswered = 0  # lines whose answer never started within the timeout
         self._rng = random.Random(self.config.seed)
@@ -175,21 +188,31 @@ class Talker:
             self._speech[text] = synthesize(text, self.config.rate, self.config.espeak_voice)
         return self._speech[text]
 
+    @property
+    def phrases(self) -> tuple[str, ...]:
+        """Every line this talker may speak in words (none when it speaks the test signal)."""
+        if not self.uses_speech:
+            return ()
+        extra = (self.config.after_handoff,) if self.config.after_handoff else ()
+        return tuple(dict.fromkeys((*self.config.script, *extra)))
+
     def prepare(self) -> None:
         """Speak every line of the script into memory now (about 70 ms a line with espeak-ng),
         so the loop is not held up at the start of each line later."""
         if self.uses_speech:
-            for text in self.config.script:
+            for text in self.phrases:
                 self.render(0, text)
 
     def _next_line(self) -> _Line | None:
+        if self._pending:
+            return self._pending.popleft()
         script = self.config.script
         i = self._next_index
         if i >= len(script) and not self.config.repeat:
             return None
         self._next_index += 1
         text = script[i % len(script)]
-        number = i + 1
+        number = i + 1 + self._inserted
         interrupt = i > 0 and self._rng.random() < self.config.interrupt_fraction
         return _Line(number, text, self.render(number, text), interrupt)
 
@@ -242,8 +265,24 @@ class Talker:
                     line, pos = upcoming, 0
             elif wait is not None and self._waited_enough(wait, now):
                 wait = None
+                line = self._after_handoff(line)
                 done = line is None
             yield chunk
+
+    def _after_handoff(self, line: _Line | None) -> _Line | None:
+        """The recall line instead of ``line`` (put back to follow it) when a hand-off has
+        happened since the last line began."""
+        count = self.handoffs()
+        if count <= self._handoffs_seen or not self.uses_speech or not self.config.after_handoff:
+            return line
+        self._handoffs_seen = count
+        text = self.config.after_handoff
+        self._inserted += 1
+        if line is not None:
+            line.number += 1
+            line.interrupt = False
+            self._pending.append(line)
+        return _Line(len(self.spoken) + 1, text, self.render(0, text), interrupt=False)
 
     def _waited_enough(self, wait: _Wait, now: float) -> bool:
         """Whether the talker, silent since ``wait.line_end``, would speak again at ``now``."""

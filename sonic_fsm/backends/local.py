@@ -15,11 +15,12 @@ import contextlib
 import dataclasses
 import shutil
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from sonic_fsm import clock
+from sonic_fsm.emulator import recogniser as rec
 from sonic_fsm.emulator.listener import Recogniser
 from sonic_fsm.emulator.model import AUTO, END, EmulatorSession, Faults
 from sonic_fsm.emulator.voice import Speaker
@@ -197,26 +198,27 @@ def plan_from_settings(settings: Settings) -> FaultPlan:
     return parse_fault_plan(spec) if spec else no_faults
 
 
-def recogniser_from_settings(settings: Settings) -> Recogniser | str | None:
+def recogniser_from_settings(
+    settings: Settings, phrases: Sequence[str] = ()
+) -> Recogniser | str | None:
     """``emulator.recogniser``: ``auto`` (pocketsphinx when installed), ``none``, or
-    ``pocketsphinx`` (an error at start when it is not installed)."""
+    ``pocketsphinx`` (an error at start when it is not installed). ``phrases``: all that
+    will be said (the simulated talker's lines), which pocketsphinx is then limited to."""
     choice = getattr(settings.emulator, "recogniser", AUTO)
     if choice == "none":
         return None
-    if choice == "pocketsphinx":
-        from sonic_fsm.emulator import recogniser as rec
-
-        if not rec.available():
-            raise SettingsError(
-                "setting emulator.recogniser: pocketsphinx is not installed "
-                "(uv sync --extra recogniser)"
-            )
-        return rec.default_recogniser()
-    if choice != AUTO:
+    if choice == "pocketsphinx" and not rec.available():
+        raise SettingsError(
+            "setting emulator.recogniser: pocketsphinx is not installed "
+            "(uv sync --extra recogniser)"
+        )
+    if choice not in (AUTO, "pocketsphinx"):
         raise SettingsError(
             f"setting emulator.recogniser: auto, none or pocketsphinx, not {choice!r}"
         )
-    return AUTO
+    if choice == AUTO and not phrases:
+        return AUTO
+    return rec.default_recogniser(tuple(phrases))
 
 
 def speaker_from_settings(settings: Settings) -> Speaker | None:

@@ -87,10 +87,11 @@ def reply_text(transcript: str, conversation: Sequence[tuple[str, str]]) -> str:
             f"I heard {m.group(1)} seconds of speech, but no speech recogniser is installed, "
             "so I cannot tell what you said."
         )
+    verb = "asked" if w & {"ask", "asked"} else "said"
     if w & {"said", "say", "ask", "asked", "tell", "told"} and w & {"first", "start"}:
         if not said:
-            return "This is the first thing you said to me."
-        return f"The first thing you said was: {said[0]}"
+            return f"This is the first thing you {verb} me."
+        return f"The first thing you {verb} was: {said[0]}"
     if w & {"said", "say", "ask", "asked", "tell", "told"} and w & {
         "last",
         "before",
@@ -99,8 +100,8 @@ def reply_text(transcript: str, conversation: Sequence[tuple[str, str]]) -> str:
         "earlier",
     }:
         if not said:
-            return "You have not said anything before this."
-        return f"Before this, you said: {said[-1]}"
+            return f"You have not {verb} anything before this."
+        return f"Before this, you {verb}: {said[-1]}"
     if "how many" in transcript.lower() or w & {"remember", "memory"}:
         mine = sum(1 for role, _ in conversation if role == ASSISTANT)
         return (
