@@ -22,6 +22,7 @@ from hypothesis import settings as settings_
 from hypothesis import strategies as hs
 
 from sonic_fsm import clock, testsignal
+from sonic_fsm.audio import talker
 from sonic_fsm.backends.local import (
     FaultSpecError,
     LocalBackend,
@@ -31,6 +32,7 @@ from sonic_fsm.backends.local import (
 from sonic_fsm.core import protocol as pr
 from sonic_fsm.emulator import recogniser as rec
 from sonic_fsm.emulator import voice
+from sonic_fsm.emulator.listener import Listener
 from sonic_fsm.emulator.model import END, EmulatorSession, Faults
 from sonic_fsm.errors import SessionError
 from sonic_fsm.settings import Settings, SettingsError, load
@@ -368,7 +370,8 @@ def test_the_recogniser_hook_gets_the_utterance_audio() -> None:
     f.wait(3.0)
     assert f.texts("USER") == ["hello there"]
     assert f.texts(stage="FINAL")[0].startswith("Hello!")
-    assert len(ears.heard) == 1 and 1.2 * 32000 < ears.heard[0] < 1.6 * 32000
+    # the utterance, and a quarter of a second of what was around it on each side
+    assert len(ears.heard) == 1 and 1.7 * 32000 < ears.heard[0] < 2.1 * 32000
 
 
 @pytest.mark.skipif(
@@ -971,3 +974,21 @@ def test_over_the_endpoint_a_rule_and_the_tool_use_behave_as_in_process(
         rule, texts = clock.run(go(endpoint.port))
     assert rule == "ValidationException: audioInput before promptStart"
     assert texts == ["what time is it", "toolUse", "It is 07:00.", "It is 07:00."]
+
+
+@pytest.mark.skipif(
+    not rec.available(),
+    reason="pocketsphinx (the optional 'recogniser' extra) is not installed here: "
+    "uv sync --extra recogniser",
+)
+@pytest.mark.skipif(not talker.espeak_available(), reason="espeak-ng or sox not installed")
+@pytest.mark.parametrize("offset", [0, 37, 80, 123])  # where a line falls on the 10 ms grid
+def test_the_listener_hears_every_line_of_the_talker_wherever_it_falls(offset: int) -> None:
+    lines = talker.Talker(talker.TalkerConfig(voice="speech")).phrases
+    ears = rec.Pocketsphinx(lines)
+    heard = []
+    for line in lines:
+        listener = Listener(1.75, recogniser=ears)
+        pcm = silence(0.5) + bytes(2 * offset) + talker.synthesize(line, voice="en-us")
+        heard += [h.transcript for h in listener.feed(pcm + silence(2.0)) if h.kind != "onset"]
+    assert heard == list(lines)

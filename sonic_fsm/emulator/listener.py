@@ -8,7 +8,10 @@ the tool question ``*CN#``) is recognised exactly when the whole sequence lies i
 turn that holds only part of one (the pause inside it was longer than the endpointing, so the
 turn was split) is heard as what it is, ``(keys *1, 0.3 s)``, not as an utterance. Other speech
 goes to the recogniser when there is one (see :mod:`sonic_fsm.emulator.recogniser`) and is
-otherwise transcribed honestly as what it is, ``(speech, 2.4 s)``.
+otherwise transcribed honestly as what it is, ``(speech, 2.4 s)``. The recogniser is given the
+utterance with a quarter of a second of the audio around it, as a voice detector's padding
+does: the quiet start and end of a word fall below the speech level, and a recogniser handed
+only the loud part loses them (pocketsphinx then misses the last word, or the whole phrase).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ RATE = 16000
 BLOCK = RATE // 100  # 10 ms
 SPEECH_DB = -45.0
 SPEECH_POWER = (10 ** (SPEECH_DB / 20) * 32768) ** 2  # mean square of a block at SPEECH_DB
+CONTEXT_BYTES = 2 * RATE // 4  # the audio kept on each side of an utterance for the recogniser
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +55,8 @@ class Listener:
         self._start = 0
         self._quiet = 0
         self._audio = bytearray()
+        self._before = b""  # the audio just before the current utterance's first speech
+        self._recent = b""  # the last CONTEXT_BYTES of audio fed, for the next utterance
         self._decoder = DtmfDecoder(RATE)
         self._parser = MarkParser()
         self._numbers: list[tuple[int, int, str]] = []  # (sample, number, kind) of '*N#', '*CN#'
@@ -78,11 +84,14 @@ class Listener:
             x = np.frombuffer(data, dtype="<i2", count=n * BLOCK).astype(np.float64)
             loud = (x.reshape(n, BLOCK) ** 2).mean(axis=1) > SPEECH_POWER
             for i, speech in enumerate(loud.tolist()):
+                if speech and not self._in_speech:
+                    self._before = (self._recent + data[: i * 2 * BLOCK])[-CONTEXT_BYTES:]
                 if speech or self._in_speech:
                     block = data[i * 2 * BLOCK : (i + 1) * 2 * BLOCK]
                     out.extend(self._block(block, speech))
                 else:
                     self._pos += BLOCK  # silence outside speech: nothing to do
+            self._recent = (self._recent + data[: n * 2 * BLOCK])[-CONTEXT_BYTES:]
         self._pending = data[n * 2 * BLOCK :]
         return out
 
@@ -113,7 +122,7 @@ class Listener:
             n, kind = nums[0]
             said = f"tool question {n}" if kind == TOOL_KEY else f"utterance {n}"
             return Heard("utterance", start, end, said, n)
-        audio = bytes(self._audio[: (end - start) * 2])
+        audio = self._before + bytes(self._audio[: (end - start) * 2 + CONTEXT_BYTES])
         seconds = (end - start) / RATE
         if keys:  # part of an utterance: tones, which no recogniser of words can read
             return Heard("utterance", start, end, f"(keys {keys}, {seconds:.1f} s)")
