@@ -18,6 +18,7 @@ import pytest
 from textual.worker import WorkerState
 
 from sonic_fsm import settings
+from sonic_fsm.audio.talker import RECALL
 from sonic_fsm.core import machine
 from sonic_fsm.core.events import Operator
 from sonic_fsm.core.snapshot import TranscriptLine
@@ -43,6 +44,7 @@ from tui.present import (
     visible_transcript,
 )
 from tui.screens import ErrorScreen, HelpScreen, SettingsScreen
+from tui.screenshot import recall_answered
 from tui.widgets import AgeGauge, MetricsPanel, StateStrip, Transcript
 
 SIZE = (120, 40)
@@ -579,21 +581,6 @@ async def test_on_the_emulator_h_moves_the_strip_through_a_handoff_and_q_closes_
 
 # -- the demo on the emulator: the simulated talker, recognised, across a hand-off -----------
 
-RECALL = "What did I ask you before?"
-
-
-def _recalled(snap: Any) -> bool:
-    """After the first hand-off: the talker asked the recall question and it was answered."""
-    if snap is None:
-        return False
-    lines = list(snap.transcript)
-    kinds = [x.kind for x in lines]
-    if "handoff" not in kinds:
-        return False
-    after = lines[kinds.index("handoff") + 1 :]
-    asked = [i for i, x in enumerate(after) if x.kind == "user" and x.text == RECALL]
-    return bool(asked) and any(x.kind == "assistant" and x.final for x in after[asked[0] + 1 :])
-
 
 def demo_until_recalled(virtual_seconds: float = 180.0) -> tuple[Conversation, Any]:
     """``sonic-fsm tui`` without a microphone (the factory it uses, the demo profile, the
@@ -608,7 +595,7 @@ def demo_until_recalled(virtual_seconds: float = 180.0) -> tuple[Conversation, A
         run = asyncio.ensure_future(conv.run())
         loop = asyncio.get_running_loop()
         deadline = loop.time() + virtual_seconds
-        while loop.time() < deadline and not run.done() and not _recalled(conv.snapshot()):
+        while loop.time() < deadline and not run.done() and not recall_answered(conv.snapshot()):
             await asyncio.sleep(0.25)
         conv.request_stop("the test has seen enough")
         await asyncio.wait_for(run, 30)
@@ -637,7 +624,7 @@ def test_the_demo_shows_the_new_session_remembering_what_was_asked_before_the_ha
     spoken = [u.text for u in conv.source.spoken]  # type: ignore[attr-defined]
     heard = [x.text for x in lines if x.kind == "user"]
     assert heard == spoken[: len(heard)]  # every line the talker said, recognised as said
-    assert _recalled(snap), "\n".join(f"{x.kind}: {x.text}" for x in lines)
+    assert recall_answered(snap), "\n".join(f"{x.kind}: {x.text}" for x in lines)
 
     at = [x.kind for x in lines].index("handoff")
     before = [x for x in lines[:at] if x.kind == "user"]
