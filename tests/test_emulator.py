@@ -982,13 +982,14 @@ def test_over_the_endpoint_a_rule_and_the_tool_use_behave_as_in_process(
     "uv sync --extra recogniser",
 )
 @pytest.mark.skipif(not talker.espeak_available(), reason="espeak-ng or sox not installed")
-@pytest.mark.parametrize("offset", [0, 37, 80, 123])  # where a line falls on the 10 ms grid
-def test_the_listener_hears_every_line_of_the_talker_wherever_it_falls(offset: int) -> None:
+def test_the_listener_hears_every_line_of_the_talker_wherever_it_falls() -> None:
     lines = talker.Talker(talker.TalkerConfig(voice="speech")).phrases
     ears = rec.Pocketsphinx(lines)
-    heard = []
-    for line in lines:
-        listener = Listener(1.75, recogniser=ears)
-        pcm = silence(0.5) + bytes(2 * offset) + talker.synthesize(line, voice="en-us")
-        heard += [h.transcript for h in listener.feed(pcm + silence(2.0)) if h.kind != "onset"]
-    assert heard == list(lines)
+    pcm = {line: talker.synthesize(line, voice="en-us") for line in lines}
+    for offset in range(0, 160, 16):  # where a line falls on the 10 ms grid
+        heard = []
+        for line in lines:
+            listener = Listener(1.75, recogniser=ears)
+            audio = silence(0.5) + bytes(2 * offset) + pcm[line] + silence(2.0)
+            heard += [h.transcript for h in listener.feed(audio) if h.kind != "onset"]
+        assert heard == list(lines), offset

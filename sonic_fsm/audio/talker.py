@@ -78,8 +78,8 @@ def synthesize(text: str, rate: int = 16000, voice: str = "en") -> bytes:
                 capture_output=True,
                 timeout=30,
             )
-            subprocess.run(
-                ["sox", str(raw), "-r", str(rate), "-c", "1", "-b", "16", str(out)],
+            subprocess.run(  # -D: no dither, so a line is the same audio every time
+                ["sox", "-D", str(raw), "-r", str(rate), "-c", "1", "-b", "16", str(out)],
                 check=True,
                 capture_output=True,
                 timeout=30,
