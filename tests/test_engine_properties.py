@@ -11,7 +11,13 @@ import struct
 
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as hs
-from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+)
 
 from sonic_fsm.core import effects as fx
 from sonic_fsm.core import events as ev
@@ -37,6 +43,9 @@ SETTINGS = load(
 )
 FRAME = SETTINGS.audio.chunk_frames * 2
 TURN_STEPS = ("spec", "audio_start", "audio", "audio_end", "final")
+# Samples in one assistant audio chunk: 10 ms, or a whole second (the service sends both;
+# long chunks play for longer than the steps between them).
+CHUNK_SAMPLES = (240, 24000)
 
 
 def frame(seq: int, speech: bool) -> bytes:
@@ -64,6 +73,7 @@ class EngineMachine(RuleBasedStateMachine):
         self.cid = 0
         self.live_this_step: list[str] = []
         self.stopped_at: int | None = None
+        self.chunk_samples = CHUNK_SAMPLES[0]
         self.absorb(self.engine.start(self.now))
 
     # ---- the adapter's side ------------------------------------------------------------
@@ -108,6 +118,10 @@ class EngineMachine(RuleBasedStateMachine):
         return sorted(s.id for s in self.engine.sessions.values() if s.role in roles)
 
     # ---- rules: the workers ------------------------------------------------------------
+
+    @initialize(samples=hs.sampled_from(CHUNK_SAMPLES))
+    def assistant_chunks(self, samples: int) -> None:
+        self.chunk_samples = samples
 
     @rule(speech=hs.booleans(), count=hs.integers(1, 12))
     def mic(self, speech: bool, count: int) -> None:
@@ -192,7 +206,7 @@ class EngineMachine(RuleBasedStateMachine):
                 out(
                     "audioOutput",
                     contentId=base + "a",
-                    content=base64.b64encode(b"\x01\x00" * 240).decode(),
+                    content=base64.b64encode(b"\x01\x00" * self.chunk_samples).decode(),
                 )
             ],
             "audio_end": [
