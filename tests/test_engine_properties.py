@@ -307,3 +307,50 @@ EngineMachine.TestCase.settings = settings(
     suppress_health_check=[HealthCheck.too_slow],
 )
 test_engine_invariants = EngineMachine.TestCase
+
+
+# ---- minimal failing examples hypothesis found, replayed -------------------------------
+
+
+class Drawn:
+    """Stands for ``hs.data()`` in a replay: every draw gives the recorded value."""
+
+    def __init__(self, value: str) -> None:
+        self.value = value
+
+    def draw(self, strategy: object) -> str:
+        return self.value
+
+
+def test_a_frame_after_the_hard_deadline_goes_to_the_next_session_only() -> None:
+    """The hard deadline falls between two frames: the frame after it goes to the next
+    session only, not to the old one and then again, replayed, to the next (invariant 1)."""
+    m = EngineMachine()
+    m.assistant_chunks(samples=240)
+    m.assistant_step(data=Drawn("s1"))
+    m.session_ready(data=Drawn("s1"))
+    for dt in (1.0, 13.0, 25.0):
+        m.time_passes(dt=dt)
+    m.mic(count=2, speech=False)
+    m.assistant_step(data=Drawn("s1"))
+    m.session_ready(data=Drawn("s2"))
+    m.time_passes(dt=12.0)
+    m.mic(count=6, speech=False)
+    m.mic(count=8, speech=False)  # the deadline (52 s) passes during these frames
+    assert m.engine.state is State.HANDOFF
+
+
+def test_the_user_speaking_after_the_end_stops_the_last_answer() -> None:
+    """Retries ran out while a failed session's second of audio plays; the user speaks
+    over it: the speaker stops (invariant 7, whatever the state)."""
+    m = EngineMachine()
+    m.assistant_chunks(samples=24000)
+    for sid, dt in (("s1", 0.0), ("s2", 1.0), ("s3", 1.0), ("s4", 2.0)):
+        m.session_dies(closed=False, data=Drawn(sid))
+        if dt:
+            m.time_passes(dt=dt)
+    for _ in range(3):  # spec, audio start, one second of audio
+        m.assistant_step(data=Drawn("s5"))
+    m.session_dies(closed=False, data=Drawn("s5"))
+    assert m.engine.state is State.STOPPED
+    m.mic(count=1, speech=True)

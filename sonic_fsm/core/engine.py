@@ -129,8 +129,12 @@ class Engine:
         """Handle one worker event at time ``now``; return what the adapters must do."""
         self._advance(now)
         if self.state is not State.STOPPED:
+            timers.check(self)  # what fell due by ``now`` happened before this event
+        if self.state is not State.STOPPED:
             self._dispatch(event)
             timers.check(self)
+        elif isinstance(event, ev.MicFrame):
+            useraudio.after_end(self, event.seq, event.pcm)
         return self.take()
 
     def next_deadline(self) -> float | None:

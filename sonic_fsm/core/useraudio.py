@@ -41,6 +41,13 @@ def on_mic(eng: Engine, seq: int, pcm: bytes) -> None:
         trim_buffer(eng)
 
 
+def after_end(eng: Engine, seq: int, pcm: bytes) -> None:
+    """The conversation ended, but its last answer may still sound: the user speaking
+    stops it."""
+    if not eng.muted and eng.ledger.feed(seq, pcm):
+        _barge_in_for(eng, None)
+
+
 def _barge_in_for(eng: Engine, listening: Session | None) -> None:
     """The user started speaking. Audio whose service cannot stop it (the old session no
     longer hears the user; audio that sounds later than its service believes) stops here,
