@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sonic_fsm import cli
+from sonic_fsm import cli, testsignal
 from sonic_fsm.backends.local import FaultPlan, LocalBackend, no_faults
 from sonic_fsm.bench import oracle
 from sonic_fsm.bench.run import ScoredRun, scored_run
@@ -230,3 +230,26 @@ def test_any_timing_of_a_tool_call_against_a_handoff(
 
     after_answer = {n: latency + 45.0 for n in range(1, 5)}  # after line 3 and its answer
     everything_once(talk(lines, latency, faults, late_at=after_answer))
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="an answer that would begin while the user speaks is dropped, not held back "
+    "(sonic_fsm/engine.py, Engine._on_audio): the tool question is lost",
+)
+@pytest.mark.parametrize("before", [0.6, 0.3, 0.1, 0.0])
+def test_speaking_as_a_tool_answer_begins_does_not_lose_it(before: float) -> None:
+    """The user asks a tool question and, while its result is awaited, starts saying the
+    next line ``before`` s before the answer would begin. The answer must not be lost: held
+    back until they stop and then played, or asked for again; the next line is answered too."""
+    alone = talk(tool_lines((5.0, 1, True)), 2.0)
+    heard = testsignal.decode_marks(bytes(alone.run.sink.timeline), oracle.OUTPUT_RATE)
+    begins = next(m for m in heard if m.kind == "A" and m.number == 1).start
+    lines = [
+        Line(number=1, at=5.0, tool=True),
+        Line(number=2, at=begins / oracle.OUTPUT_RATE - before),
+    ]
+    t = talk(lines, 2.0)
+    assert t.calls == {1: 1}
+    assert t.tools.lost == [] and t.tools.once_with_result == 1, t.tools.as_dict()
+    assert t.run.score.lost == [] and t.run.score.talk_over == [], t.run.score.as_dict()

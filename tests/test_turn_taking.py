@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
+import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as hs
 from turn_taking import Person, Say, judge
@@ -145,3 +146,25 @@ def test_a_listener_has_nothing_to_complain_about(plan) -> None:
             f.write(repr(plan))
     assert verdict.score.spoken == len(says)
     assert not problems, "\n".join([*problems, *log[-60:]])
+
+
+@pytest.mark.parametrize("offset", [0.0, 0.2, 0.5, 1.0, 1.5])
+def test_talking_over_the_old_sessions_answer_after_the_switch_cuts_it(offset: float) -> None:
+    """The hand-off switches to the new session while the old one's answer (to 2) is still
+    playing; the user talks over it ``offset`` s after the switch. The old session no longer
+    hears them, so the client stops its audio: cut by the barge-in, never talked over, and
+    the new session answers what they said."""
+    says = [
+        Say(number=1, key_pauses=(), after="answer_start", offset=1.0),
+        Say(number=2, key_pauses=(), after="answer_end", offset=1.0),
+        Say(number=3, key_pauses=(), after="PROMOTED", offset=offset),
+        Say(number=4, key_pauses=(), after="answer_end", offset=1.0),
+    ]
+    _result, person, sink, seen, _log = play(1500, says, {})
+    s = judge(person, sink).score
+    said = {sp.number: sp for sp in person.spoken}
+    promoted = [t - person.t0 for t, state in seen if state == "PROMOTED"]
+    assert promoted and promoted[0] <= said[3].start, (promoted, person.spoken)
+    assert s.truncated == [2], s.as_dict()  # the old answer was still playing: the user cut it
+    assert s.cut_without_barge_in == [] and s.talk_over == [], s.as_dict()
+    assert s.lost == [] and s.answered_twice == [] and s.unexpected == [], s.as_dict()
