@@ -42,6 +42,11 @@ SHORT_SESSIONS = [
 ]
 
 
+# The conversation paces itself (the talker waits for every answer): a loaded machine makes it
+# longer, not wrong. This bounds a hang, well inside the tests' own pytest timeout.
+RUN_LIMIT_S = 240.0
+
+
 @pytest.fixture(scope="module")
 def tls(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
     return ensure_certificates(tmp_path_factory.mktemp("tls"))
@@ -113,7 +118,16 @@ def converse(
 
         async def main() -> RunResult:
             asyncio.get_running_loop().set_exception_handler(lambda _l, c: stray.append(c))
-            return await asyncio.wait_for(conv.run(), timeout=90)
+            try:
+                return await asyncio.wait_for(conv.run(), timeout=RUN_LIMIT_S)
+            except TimeoutError:
+                engine = conv.engine
+                raise AssertionError(
+                    f"the conversation did not end within {RUN_LIMIT_S:g} s: "
+                    f"state {engine.state.value if engine else None}, "
+                    f"said {[u.number for u in talker.spoken]}, "
+                    f"unanswered {talker.unanswered}"
+                ) from None
 
         result = asyncio.run(main())
         gc.collect()

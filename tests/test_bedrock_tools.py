@@ -22,7 +22,7 @@ LATENCY = {2: 0.5, 4: 1.5, 6: 0.3, 8: 2.5}  # the tool questions and how long ea
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(150)
+@pytest.mark.timeout(300)
 def test_tool_calls_across_handoffs_over_the_sdk(tls: TlsFiles) -> None:  # noqa: F811
     calls: list[int] = []
     tool = signal_tool(lambda n: LATENCY[n], calls=calls)

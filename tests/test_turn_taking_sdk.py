@@ -42,9 +42,14 @@ PLAN = [
     Say(number=5, key_pauses=(0.0, 0.0, 0.0), after="PROMOTED", offset=0.8),
     Say(number=6, key_pauses=(0.35, 0.0, 0.0), after="answer_end", offset=0.2),
 ]
-# Real time adds the SDK's and the loopback's latency to the in-process slack.
+# Real time adds the SDK's and the loopback's latency to the in-process slack, and on a loaded
+# machine the scheduling of three event loops (the talker's, the SDK's, the endpoint's).
 ORDINARY_S = PAUSE_S + 0.15 + 0.25
 ADDED_LIMIT_S = 0.3
+# The current session's barge-in is the service's: the user's audio reaches it, it hears the
+# onset, its "interrupted" comes back. Over loopback that round trip can pass the oracle's
+# 350 ms grace by a few chunks on a busy machine; audio that kept playing longer is a talk-over.
+TALK_OVER_SLACK_MS = 250.0
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +102,7 @@ def test_turn_taking_over_the_sdk(tls: TlsFiles) -> None:
 
         result = asyncio.run(main())
     verdict = judge(person, sink)
-    problems = verdict.problems(ADDED_LIMIT_S, ORDINARY_S, exempt=set())
+    problems = verdict.problems(ADDED_LIMIT_S, ORDINARY_S, set(), TALK_OVER_SLACK_MS)
     assert verdict.score.spoken == len(PLAN)
     assert result.metrics["handoffs"] >= 2, result.metrics
     said = [f"said {u.number} at {u.start:.2f}-{u.end:.2f}" for u in person.spoken]

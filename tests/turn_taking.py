@@ -133,7 +133,11 @@ class Verdict:
     score: oracle.Score
     delays: dict[int, float]  # reply delay in seconds per utterance
 
-    def problems(self, added_limit: float, ordinary: float, exempt: set[int]) -> list[str]:
+    def problems(
+        self, added_limit: float, ordinary: float, exempt: set[int], talk_over_slack_ms: float = 0
+    ) -> list[str]:
+        """What a listener would complain about. ``talk_over_slack_ms``: how much assistant
+        audio past the oracle's grace is forgiven (real time: the barge-in's round trip)."""
         s = self.score
         out = []
         if s.lost:
@@ -144,7 +148,7 @@ class Verdict:
             out.append(f"truncated without a barge-in {s.cut_without_barge_in}")
         if s.unexpected:
             out.append(f"answers to nothing said {s.unexpected}")
-        if s.talk_over:
+        if any(ms > talk_over_slack_ms for ms in s.talk_over_ms.values()):
             out.append(f"talked over {s.talk_over_ms}")
         late = {
             n: round(d - ordinary, 3)
