@@ -602,3 +602,52 @@ def test_missing_ca_file_is_a_one_line_settings_error(tmp_path: Path) -> None:
     missing = tmp_path / "nope.pem"
     with pytest.raises(SettingsError, match=r"backend.ca_file: .*nope.pem is not a file"):
         BedrockBackend(load(None, [f"backend.ca_file='{missing}'"]))
+
+
+class _RefusingStream:
+    """An SDK stream whose response is a refusal, ``after`` seconds after the request."""
+
+    def __init__(self, after: float) -> None:
+        self.after = after
+
+    async def await_output(self) -> Any:
+        await asyncio.sleep(self.after)
+        raise ThrottlingException(message="Too many requests, please wait")
+
+
+class _QuietTransport:
+    def stream_failure(self) -> None:
+        return None
+
+    def writer_tasks(self) -> list[asyncio.Task[Any]]:
+        return []
+
+
+@pytest.mark.parametrize("asked", [0.0, 0.01, 0.03, 0.049])
+@pytest.mark.parametrize("after", [0.06, 0.1, 0.13, 0.2])
+def test_accepted_reports_a_refusal_whenever_it_comes(asked: float, after: float) -> None:
+    """accepted() is called ``asked`` s into the wait for the response and the refusal comes
+    ``after`` s: whatever the two fall on in the output side's polling, accepted() raises the
+    refusal, never returns as if the session were live (a hand-off would then promote it)."""
+    from sonic_fsm.backends.bedrock import BedrockSession
+
+    async def main() -> None:
+        session = BedrockSession(
+            session_id="s1",
+            client=None,  # type: ignore[arg-type]
+            transport=_QuietTransport(),  # type: ignore[arg-type]
+            stream=_RefusingStream(after),
+            open_timeout=5.0,
+            close_timeout=1.0,
+            credentials_expire_at=None,
+            backend=None,
+        )
+        await asyncio.sleep(asked)
+        try:
+            with pytest.raises(SessionError) as caught:
+                await asyncio.wait_for(session.accepted(), timeout=10)
+            assert caught.value.code == "ThrottlingException"
+        finally:
+            await asyncio.wait_for(session.close(), timeout=10)
+
+    asyncio.run(main())

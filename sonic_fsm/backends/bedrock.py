@@ -209,6 +209,7 @@ class BedrockSession:
         self._close_timeout = close_timeout
         self._backend = backend
         self._queue: asyncio.Queue[Any] = asyncio.Queue()
+        self._live = asyncio.Event()  # the pump has the response and reads the output
         self._output_task = asyncio.ensure_future(stream.await_output())
         self._pump_task = asyncio.ensure_future(self._pump())
         self._error: SessionError | None = None
@@ -221,6 +222,7 @@ class BedrockSession:
         try:
             await self._await_output()
             _, receiver = self._output_task.result()
+            self._live.set()
             while True:
                 item = await receiver.receive()
                 if item is None:
@@ -264,12 +266,13 @@ class BedrockSession:
         Sends complete as soon as the bytes are written; only the response says a session
         was really started, so a hand-off waits for it (a slow start is then seen as one).
         """
-        while not self._output_task.done() and not self._pump_task.done():
-            await asyncio.wait(
-                {self._output_task, self._pump_task},
-                timeout=0.05,
-                return_when=asyncio.FIRST_COMPLETED,
-            )
+        # Decided by the pump, not by the SDK's response future: that one is done before the
+        # pump has turned a refusal into the session's error.
+        live = asyncio.ensure_future(self._live.wait())
+        try:
+            await asyncio.wait({live, self._pump_task}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            live.cancel()
         if self._error is not None:
             raise self._error
 
