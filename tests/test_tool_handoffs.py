@@ -235,7 +235,7 @@ def test_any_timing_of_a_tool_call_against_a_handoff(
 @pytest.mark.xfail(
     strict=True,
     reason="an answer that would begin while the user speaks is dropped, not held back "
-    "(sonic_fsm/core/engine.py, Engine._on_audio): the tool question is lost",
+    "(sonic_fsm/core/answers.py, _on_audio): the tool question is lost",
 )
 @pytest.mark.parametrize("before", [0.6, 0.3, 0.1, 0.0])
 def test_speaking_as_a_tool_answer_begins_does_not_lose_it(before: float) -> None:
