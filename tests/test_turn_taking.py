@@ -15,9 +15,9 @@ import os
 from dataclasses import dataclass, field
 
 import pytest
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as hs
-from turn_taking import Person, Say, judge
+from turn_taking import FIRST_MARK_S, Person, Say, judge
 
 from sonic_fsm import clock
 from sonic_fsm.audio.wav import TimelineSink
@@ -71,7 +71,7 @@ def plans(draw: hs.DrawFn) -> tuple[int, list[Say], dict[int, Faults]]:
     for n in range(1, draw(hs.integers(5, 9)) + 1):
         after = draw(hs.sampled_from(["answer_start", "answer_end", "BUFFERING", "HANDOFF",
                                       "PROMOTED"]))  # fmt: skip
-        low = 0.9 if after == "answer_start" else 0.0  # not before its answer's first mark
+        low = FIRST_MARK_S if after == "answer_start" else 0.0  # not before its first mark
         offset = draw(hs.floats(low, 3.0)) if n > 1 else draw(hs.floats(0.5, 2.0))
         says.append(Say(number=n, key_pauses=tuple(draw(hs.lists(breath, min_size=3, max_size=3))),
                         after=after, offset=offset))  # fmt: skip
@@ -126,6 +126,21 @@ def recovering_spans(seen: list[tuple[float, str]]) -> list[tuple[float, float]]
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 @given(plans())
+@example(  # a reaction to a forced hand-off came 0.14 s into an answer: none of it was heard
+    (
+        1582,
+        [
+            *(Say(number=n, key_pauses=(0.0, 0.0, 0.0), after="answer_start", offset=o)
+              for n, o in ((1, 1.5), (2, 1.5), (3, 0.9), (4, 0.9))),
+            Say(number=5, key_pauses=(0.0, 0.0, 0.0), after="PROMOTED", offset=0.0),
+            Say(number=6, key_pauses=(0.0, 0.0, 0.0), after="BUFFERING", offset=1.2991755336984303),
+            Say(number=7, key_pauses=(0.6761396067099884, 0.0, 0.0), after="BUFFERING", offset=0.0),
+            Say(number=8, key_pauses=(0.0, 0.0, 0.0), after="BUFFERING", offset=0.0),
+            Say(number=9, key_pauses=(0.0, 0.0, 0.0), after="answer_start", offset=0.9),
+        ],
+        {},
+    )
+)  # fmt: skip
 def test_a_listener_has_nothing_to_complain_about(plan) -> None:
     pause_ms, says, faults = plan
     _result, person, sink, seen, log = play(pause_ms, says, faults)

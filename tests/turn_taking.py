@@ -22,6 +22,7 @@ from sonic_fsm.audio.wav import TimelineSink
 from sonic_fsm.bench import oracle
 
 RATE = 16000
+FIRST_MARK_S = 0.9  # how long an answer's first mark takes to sound: cut sooner, none is heard
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -114,6 +115,8 @@ class Person:
             return False
         if answer_started is None:
             return now - said_end >= self.wait_limit  # never answered: speak anyway
+        if now < answer_started + FIRST_MARK_S:
+            return False  # not before a word of the answer was heard, whatever they react to
         if say.after == "answer_start":
             return now >= answer_started + say.offset
         if say.after == "answer_end":
