@@ -13,21 +13,11 @@ Pure: the caller passes ``now``, whether the assistant is speaking and the playb
 from __future__ import annotations
 
 import asyncio
-import math
 from collections import deque
 from collections.abc import AsyncIterator
 from typing import Any
 
-import numpy as np
-
-
-def level_db(pcm: bytes | bytearray | memoryview) -> float:
-    """RMS level of 16-bit PCM in dBFS (-96 for silence)."""
-    samples = np.frombuffer(pcm, dtype="<i2")
-    if samples.size == 0:
-        return -96.0
-    rms = math.sqrt(float(np.mean(samples.astype(np.float64) ** 2))) / 32768.0
-    return max(-96.0, 20 * math.log10(rms)) if rms > 0 else -96.0
+from sonic_fsm.ledger import level_db
 
 
 class EchoGate:

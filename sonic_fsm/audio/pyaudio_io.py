@@ -23,7 +23,7 @@ from sonic_fsm.audio.devices import (
     pick_device,
     quiet_stderr,
 )
-from sonic_fsm.audio.echo_gate import level_db
+from sonic_fsm.ledger import level_db
 
 PA_INT16 = 8  # pyaudio.paInt16
 PA_CONTINUE = 0  # pyaudio.paContinue
@@ -69,6 +69,40 @@ def _open_stream(
     return device, stream
 
 
+def _open(
+    factory: PyAudioFactory | None,
+    spec: str,
+    kind: str,
+    rate: int,
+    frames: int,
+    callback: Any,
+    start: bool,
+) -> tuple[Any, Any, Any]:
+    """PortAudio and one stream on it: ``(pa, device, stream)``; PortAudio is let go if the
+    stream cannot be opened."""
+    pa = _open_pa(factory, MIC_ALTERNATIVES if kind == "input" else SPEAKER_ALTERNATIVES)
+    try:
+        device, stream = _open_stream(pa, spec, kind, rate, frames, callback, start)
+    except AudioDeviceError:
+        _terminate(pa)
+        raise
+    return pa, device, stream
+
+
+def _close(pa: Any, stream: Any) -> None:
+    """Stop and close the stream, then let PortAudio go."""
+    try:
+        stream.stop_stream()
+    finally:
+        stream.close()
+    _terminate(pa)
+
+
+def _terminate(pa: Any) -> None:
+    with quiet_stderr():
+        pa.terminate()
+
+
 class PyAudioSource:
     """The microphone: 16 kHz 16-bit mono chunks of ``chunk_frames`` samples.
 
@@ -88,17 +122,12 @@ class PyAudioSource:
         self.rate = rate
         self.overruns = 0  # callbacks that reported an input overflow
         self.chunks = 0
-        self._pa = _open_pa(pa_factory, MIC_ALTERNATIVES)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._queue: asyncio.Queue[bytes | None] = asyncio.Queue()
         self._closed = False
-        try:
-            self.device, self._stream = _open_stream(
-                self._pa, device, "input", rate, chunk_frames, self._callback, start=False
-            )
-        except AudioDeviceError:
-            self._terminate()
-            raise
+        self._pa, self.device, self._stream = _open(
+            pa_factory, device, "input", rate, chunk_frames, self._callback, start=False
+        )
 
     def _callback(
         self, in_data: bytes | None, frame_count: int, time_info: Any, status: int
@@ -135,16 +164,8 @@ class PyAudioSource:
         if self._closed:
             return
         self._closed = True
-        try:
-            self._stream.stop_stream()
-        finally:
-            self._stream.close()
-        self._terminate()
+        _close(self._pa, self._stream)
         self._queue.put_nowait(None)
-
-    def _terminate(self) -> None:
-        with quiet_stderr():
-            self._pa.terminate()
 
 
 class PyAudioSink:
@@ -165,14 +186,9 @@ class PyAudioSink:
         self._buf = bytearray()
         self._lock = threading.Lock()
         self._closed = False
-        self._pa = _open_pa(pa_factory, SPEAKER_ALTERNATIVES)
-        try:
-            self.device, self._stream = _open_stream(
-                self._pa, device, "output", rate, frames_per_buffer, self._callback, start=True
-            )
-        except AudioDeviceError:
-            self._terminate()
-            raise
+        self._pa, self.device, self._stream = _open(
+            pa_factory, device, "output", rate, frames_per_buffer, self._callback, start=True
+        )
 
     def _callback(
         self, in_data: bytes | None, frame_count: int, time_info: Any, status: int
@@ -209,12 +225,4 @@ class PyAudioSink:
         if self._closed:
             return
         self._closed = True
-        try:
-            self._stream.stop_stream()
-        finally:
-            self._stream.close()
-        self._terminate()
-
-    def _terminate(self) -> None:
-        with quiet_stderr():
-            self._pa.terminate()
+        _close(self._pa, self._stream)

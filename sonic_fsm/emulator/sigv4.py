@@ -279,16 +279,8 @@ class ChunkVerifier:
         (millis,) = struct.unpack("!q", date_raw[7:])
         when = datetime.datetime.fromtimestamp(millis // 1000, datetime.UTC)
         timestamp = when.strftime(TIMESTAMP_FORMAT)
-        scope = f"{timestamp[:8]}/{self._auth.region}/{self._auth.service}/aws4_request"
-        to_sign = "\n".join(
-            [
-                "AWS4-HMAC-SHA256-PAYLOAD",
-                timestamp,
-                scope,
-                self._prior,
-                hashlib.sha256(date_raw).hexdigest(),
-                hashlib.sha256(payload).hexdigest(),
-            ]
+        to_sign = chunk_string_to_sign(
+            timestamp, self._auth.region, self._auth.service, self._prior, date_raw, payload
         )
         expected = _hmac(self._key(timestamp[:8]), to_sign)
         if not hmac.compare_digest(expected, signature):
@@ -296,6 +288,23 @@ class ChunkVerifier:
         self._prior = expected.hex()
         if not payload:
             self.finished = True
+
+
+def chunk_string_to_sign(
+    timestamp: str, region: str, service: str, prior: str, date_raw: bytes, payload: bytes
+) -> str:
+    """What one outer frame's signature signs: its date, the prior signature, its hashes."""
+    scope = f"{timestamp[:8]}/{region}/{service}/aws4_request"
+    return "\n".join(
+        [
+            "AWS4-HMAC-SHA256-PAYLOAD",
+            timestamp,
+            scope,
+            prior,
+            hashlib.sha256(date_raw).hexdigest(),
+            hashlib.sha256(payload).hexdigest(),
+        ]
+    )
 
 
 def sign_chunk(
@@ -313,17 +322,7 @@ def sign_chunk(
     """
     date_raw = encode_headers({":date": when})
     timestamp = when.strftime(TIMESTAMP_FORMAT)
-    scope = f"{timestamp[:8]}/{region}/{service}/aws4_request"
-    to_sign = "\n".join(
-        [
-            "AWS4-HMAC-SHA256-PAYLOAD",
-            timestamp,
-            scope,
-            prior,
-            hashlib.sha256(date_raw).hexdigest(),
-            hashlib.sha256(payload).hexdigest(),
-        ]
-    )
+    to_sign = chunk_string_to_sign(timestamp, region, service, prior, date_raw, payload)
     key = signing_key(key_secret, timestamp[:8], region, service)  # same encoder as the frame
     return date_raw, _hmac(key, to_sign)
 
