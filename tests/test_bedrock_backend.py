@@ -38,6 +38,8 @@ from sonic_fsm.emulator.tls import TlsFiles, ensure_certificates, server_context
 from sonic_fsm.errors import SessionError
 from sonic_fsm.settings import Settings, SettingsError, load
 
+pytestmark = pytest.mark.slow  # the real SDK against the endpoint, in real time
+
 KEY_ID = "AKIDSONICFSMTEST0001"
 SECRET = "emulator-secret-for-tests"
 PROMPT = "p1"
