@@ -63,6 +63,7 @@ class Ctx:
 REFUSED = "refused"  # the machine raises MachineError; the state stays
 STAYS = "stays"  # a guard says no: no error, no callback, the state stays
 RETRIES = "retries"  # an internal transition: the state stays and a retry is scheduled
+RETRY = "retry"  # with a destination, (dest, RETRY): the move also schedules a retry
 
 TRIGGERS = [
     "threshold_reached",
@@ -101,11 +102,12 @@ CASES: dict[str, dict[str, bool]] = {
 }
 
 S = State
+Outcome = State | str | tuple[State, str]
 
 # Written out by hand, not derived from machine.TRANSITIONS: a changed row must fail here.
 # A pair that no guard reads has one outcome for every case; a trigger absent from a state's
 # row is refused there.
-UNGUARDED: dict[State, dict[str, State | str]] = {
+UNGUARDED: dict[State, dict[str, Outcome]] = {
     S.NORMAL: {
         "threshold_reached": S.MONITORING,
         "deadline_reached": S.BUFFERING,
@@ -144,7 +146,7 @@ UNGUARDED: dict[State, dict[str, State | str]] = {
 
 # The hand-off point: the next session is ready, and the turn is settled with no tool call
 # outstanding, or the switch is forced.
-AT_HANDOFF_POINT: dict[str, State | str] = {
+AT_HANDOFF_POINT: dict[str, Outcome] = {
     "handoff point": S.HANDOFF,
     "next not ready": STAYS,
     "turn unsettled": STAYS,
@@ -154,17 +156,17 @@ AT_HANDOFF_POINT: dict[str, State | str] = {
     "no current, next not ready, forced": STAYS,
 }
 
-GUARDED: dict[tuple[State, str], dict[str, State | str]] = {
+GUARDED: dict[tuple[State, str], dict[str, Outcome]] = {
     (S.BUFFERING, "turn_ended"): AT_HANDOFF_POINT,
     (S.BUFFERING, "next_ready"): AT_HANDOFF_POINT,
     (S.BUFFERING, "deadline_reached"): AT_HANDOFF_POINT,
     (S.HANDOFF, "next_failed"): {
-        "handoff point": S.BUFFERING,
-        "next not ready": S.BUFFERING,
-        "turn unsettled": S.BUFFERING,
-        "unsettled but forced, no retries": S.BUFFERING,
-        "tool outstanding": S.BUFFERING,
-        "tool outstanding but forced": S.BUFFERING,
+        "handoff point": (S.BUFFERING, RETRY),
+        "next not ready": (S.BUFFERING, RETRY),
+        "turn unsettled": (S.BUFFERING, RETRY),
+        "unsettled but forced, no retries": (S.BUFFERING, RETRY),
+        "tool outstanding": (S.BUFFERING, RETRY),
+        "tool outstanding but forced": (S.BUFFERING, RETRY),
         "no current, next not ready, forced": S.RECOVERING,
     },
     (S.RECOVERING, "next_failed"): {
@@ -179,7 +181,7 @@ GUARDED: dict[tuple[State, str], dict[str, State | str]] = {
 }
 
 
-def expected(state: State, trigger: str, case: str) -> State | str:
+def expected(state: State, trigger: str, case: str) -> Outcome:
     """The hand-written outcome of ``trigger`` in ``state`` under the guard ``case``."""
     if (state, trigger) in GUARDED:
         return GUARDED[state, trigger][case]
@@ -226,8 +228,9 @@ def test_every_state_trigger_pair(state: State, trigger: str, case: str) -> None
         assert ctx.state is state
         return
     ctx.trigger(trigger)
-    assert getattr(ctx, "retried", False) is (want == RETRIES)
-    assert ctx.state is (state if want in (STAYS, RETRIES) else want)
+    dest, retry = want if isinstance(want, tuple) else (want, None)
+    assert getattr(ctx, "retried", False) is (want == RETRIES or retry == RETRY)
+    assert ctx.state is (state if dest in (STAYS, RETRIES) else dest)
 
 
 def test_happy_path_in_order() -> None:
