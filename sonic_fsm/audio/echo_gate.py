@@ -17,7 +17,7 @@ from collections import deque
 from collections.abc import AsyncIterator
 from typing import Any
 
-from sonic_fsm.ledger import level_db
+from sonic_fsm.core.ledger import level_db
 
 
 class EchoGate:

@@ -23,7 +23,7 @@ from sonic_fsm.audio.devices import (
     pick_device,
     quiet_stderr,
 )
-from sonic_fsm.ledger import level_db
+from sonic_fsm.core.ledger import level_db
 
 PA_INT16 = 8  # pyaudio.paInt16
 PA_CONTINUE = 0  # pyaudio.paContinue
