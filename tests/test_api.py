@@ -15,6 +15,8 @@ import numpy as np
 import pytest
 
 import sonic_fsm
+from nova_emulator import voice
+from nova_emulator.model import Faults
 from sonic_fsm import clock, testsignal
 from sonic_fsm.api import (
     AssistantAudio,
@@ -36,8 +38,6 @@ from sonic_fsm.audio.wav import TimelineSink
 from sonic_fsm.backends.local import LocalBackend
 from sonic_fsm.bench import oracle
 from sonic_fsm.bench.script import ReactiveSource, evenly
-from sonic_fsm.emulator import voice
-from sonic_fsm.emulator.model import Faults
 from sonic_fsm.settings import Settings, load
 
 SHORT_SESSIONS = [

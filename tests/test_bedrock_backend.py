@@ -25,16 +25,16 @@ from aws_sdk_bedrock_runtime.models import (
 from smithy_core.exceptions import CallError
 from smithy_core.response import ResponseMetadata
 
+from nova_emulator.model import Faults
+from nova_emulator.server import Endpoint, EndpointThread
+from nova_emulator.sigv4 import Credentials as EndpointCredentials
+from nova_emulator.tls import TlsFiles, ensure_certificates, server_context
 from sonic_fsm import credentials, testsignal
 from sonic_fsm.backends.bedrock import BedrockBackend, session_error
 from sonic_fsm.backends.local import LocalBackend
 from sonic_fsm.core import effects as fx
 from sonic_fsm.core import protocol as pr
 from sonic_fsm.core.engine import Engine
-from sonic_fsm.emulator.model import Faults
-from sonic_fsm.emulator.server import Endpoint, EndpointThread
-from sonic_fsm.emulator.sigv4 import Credentials as EndpointCredentials
-from sonic_fsm.emulator.tls import TlsFiles, ensure_certificates, server_context
 from sonic_fsm.errors import SessionError
 from sonic_fsm.settings import Settings, SettingsError, load
 

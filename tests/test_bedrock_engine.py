@@ -17,15 +17,15 @@ from typing import Any
 
 import pytest
 
+from nova_emulator.model import Faults
+from nova_emulator.server import Endpoint, EndpointThread
+from nova_emulator.sigv4 import Credentials as EndpointCredentials
+from nova_emulator.tls import TlsFiles, ensure_certificates, server_context
 from sonic_fsm import credentials, testsignal
 from sonic_fsm.audio.talker import Talker, TalkerConfig
 from sonic_fsm.audio.wav import TimelineSink
 from sonic_fsm.backends.bedrock import BedrockBackend
 from sonic_fsm.backends.local import LocalBackend
-from sonic_fsm.emulator.model import Faults
-from sonic_fsm.emulator.server import Endpoint, EndpointThread
-from sonic_fsm.emulator.sigv4 import Credentials as EndpointCredentials
-from sonic_fsm.emulator.tls import TlsFiles, ensure_certificates, server_context
 from sonic_fsm.runner import Conversation, RunResult
 from sonic_fsm.settings import Settings, load
 from sonic_fsm.tools import Tool

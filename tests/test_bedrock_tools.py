@@ -12,9 +12,9 @@ from collections import Counter
 import pytest
 from test_bedrock_engine import converse, tls  # noqa: F401  (tls: the module's fixture)
 
+from nova_emulator.tls import TlsFiles
 from sonic_fsm import testsignal
 from sonic_fsm.bench import oracle
-from sonic_fsm.emulator.tls import TlsFiles
 from sonic_fsm.tools import signal_tool
 
 LINES = 8

@@ -18,12 +18,12 @@ from typing import Any
 
 import pytest
 
+from nova_emulator.server import Endpoint, EndpointThread
+from nova_emulator.sigv4 import Credentials
+from nova_emulator.tls import TlsFiles, ensure_certificates, server_context
 from sonic_fsm import cli, testsignal
 from sonic_fsm.audio.wav import write_wav
 from sonic_fsm.backends.local import LocalBackend
-from sonic_fsm.emulator.server import Endpoint, EndpointThread
-from sonic_fsm.emulator.sigv4 import Credentials
-from sonic_fsm.emulator.tls import TlsFiles, ensure_certificates, server_context
 from sonic_fsm.settings import load
 
 SHORT = [

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from conftest import converse
 
+from nova_emulator.model import Faults
 from sonic_fsm.backends.local import no_faults
 from sonic_fsm.bench.script import evenly
-from sonic_fsm.emulator.model import Faults
 from sonic_fsm.settings import load
 
 

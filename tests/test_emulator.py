@@ -21,6 +21,10 @@ from hypothesis import given
 from hypothesis import settings as settings_
 from hypothesis import strategies as hs
 
+from nova_emulator import recogniser as rec
+from nova_emulator import voice
+from nova_emulator.listener import Listener
+from nova_emulator.model import END, EmulatorSession, Faults
 from sonic_fsm import clock, testsignal
 from sonic_fsm.audio import talker
 from sonic_fsm.backends.local import (
@@ -30,10 +34,6 @@ from sonic_fsm.backends.local import (
     recogniser_from_settings,
 )
 from sonic_fsm.core import protocol as pr
-from sonic_fsm.emulator import recogniser as rec
-from sonic_fsm.emulator import voice
-from sonic_fsm.emulator.listener import Listener
-from sonic_fsm.emulator.model import END, EmulatorSession, Faults
 from sonic_fsm.errors import SessionError
 from sonic_fsm.settings import Settings, SettingsError, load
 
@@ -920,10 +920,10 @@ def test_in_real_time_the_backend_recognises_off_the_event_loop() -> None:
 def test_over_the_endpoint_a_rule_and_the_tool_use_behave_as_in_process(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
-    from sonic_fsm.emulator.server import Endpoint, EndpointThread
-    from sonic_fsm.emulator.sigv4 import Credentials
-    from sonic_fsm.emulator.tls import client_context, ensure_certificates, server_context
-    from sonic_fsm.emulator.wire_client import WireClient
+    from nova_emulator.server import Endpoint, EndpointThread
+    from nova_emulator.sigv4 import Credentials
+    from nova_emulator.tls import client_context, ensure_certificates, server_context
+    from nova_emulator.wire_client import WireClient
 
     tls = ensure_certificates(tmp_path_factory.mktemp("emulator-endpoint"))
     creds = Credentials(access_key_id="AKIALOCALTEST", secret_access_key="the-secret")

@@ -22,13 +22,10 @@ from typing import Any
 import h2.settings
 import pytest
 
-from sonic_fsm import testsignal
-from sonic_fsm.backends.local import LocalBackend
-from sonic_fsm.core import protocol as pr
-from sonic_fsm.emulator import eventstream, serve_cli
-from sonic_fsm.emulator.loadtest import end_session, one_turn
-from sonic_fsm.emulator.server import Endpoint, EndpointThread, parse_path
-from sonic_fsm.emulator.sigv4 import (
+from nova_emulator import eventstream, serve_cli
+from nova_emulator.loadtest import end_session, one_turn
+from nova_emulator.server import Endpoint, EndpointThread, parse_path
+from nova_emulator.sigv4 import (
     AuthError,
     ChunkVerifier,
     Credentials,
@@ -37,8 +34,11 @@ from sonic_fsm.emulator.sigv4 import (
     sign_request,
     verify_request,
 )
-from sonic_fsm.emulator.tls import TlsFiles, client_context, ensure_certificates, server_context
-from sonic_fsm.emulator.wire_client import WireClient
+from nova_emulator.tls import TlsFiles, client_context, ensure_certificates, server_context
+from nova_emulator.wire_client import WireClient
+from sonic_fsm import testsignal
+from sonic_fsm.backends.local import LocalBackend
+from sonic_fsm.core import protocol as pr
 from sonic_fsm.errors import SessionError
 from sonic_fsm.settings import Settings, replace
 
@@ -201,7 +201,7 @@ def _chain(
 
 
 def _verifier(seed: str) -> ChunkVerifier:
-    from sonic_fsm.emulator.sigv4 import RequestAuth
+    from nova_emulator.sigv4 import RequestAuth
 
     auth = RequestAuth(access_key_id="k", region=REGION, service="bedrock", signature=seed)
     return ChunkVerifier(auth=auth, credentials=CREDS)
@@ -576,7 +576,7 @@ def test_serve_command_exports_drive_the_sdk_and_sigterm_stops_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """As a user runs it: start the command, eval its exports, talk to it with the SDK."""
-    cmd = [sys.executable, "-m", "sonic_fsm.emulator.serve_cli", "serve", "--port", "0"]
+    cmd = [sys.executable, "-m", "nova_emulator.serve_cli", "serve", "--port", "0"]
     cmd += ["--state-dir", str(tmp_path), "--set", "emulator.speed=20"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
@@ -844,7 +844,7 @@ def test_a_refused_start_reaches_the_sdk_as_its_throttling_exception(
     """A session the backend refuses to open is an HTTP 429 with ``x-amzn-errortype``."""
     from aws_sdk_bedrock_runtime.models import ThrottlingException
 
-    from sonic_fsm.emulator.model import Faults
+    from nova_emulator.model import Faults
 
     async def go(url: str) -> None:
         s = await SdkStream.open(await sdk_client(url))
@@ -860,7 +860,7 @@ def test_a_refused_start_reaches_the_sdk_as_its_throttling_exception(
 
 
 def test_sigint_ends_open_streams_and_exits_cleanly(tmp_path: Path) -> None:
-    cmd = [sys.executable, "-m", "sonic_fsm.emulator.serve_cli", "serve", "--port", "0"]
+    cmd = [sys.executable, "-m", "nova_emulator.serve_cli", "serve", "--port", "0"]
     proc = subprocess.Popen(
         [*cmd, "--state-dir", str(tmp_path)],
         stdout=subprocess.PIPE,

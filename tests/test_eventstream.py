@@ -11,8 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from smithy_aws_event_stream.events import Byte, Long, Short
 
-from sonic_fsm.emulator import eventstream
-from sonic_fsm.emulator.eventstream import FrameReader, FramingError
+from nova_emulator import eventstream
+from nova_emulator.eventstream import FrameReader, FramingError
 
 names = st.text(
     alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)), min_size=1, max_size=20

@@ -17,10 +17,10 @@ import uvicorn
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
+from nova_emulator import voice
 from sonic_fsm import testsignal
 from sonic_fsm.backends.base import Backend
 from sonic_fsm.backends.local import LocalBackend
-from sonic_fsm.emulator import voice
 from sonic_fsm.settings import Settings, load
 from sonic_fsm.web import messages as msg
 from sonic_fsm.web.server import make_app

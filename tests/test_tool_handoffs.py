@@ -14,12 +14,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from nova_emulator.model import Faults
 from sonic_fsm import cli, testsignal
 from sonic_fsm.backends.local import FaultPlan, LocalBackend, no_faults
 from sonic_fsm.bench import oracle
 from sonic_fsm.bench.run import ScoredRun, scored_run
 from sonic_fsm.bench.script import Line
-from sonic_fsm.emulator.model import Faults
 from sonic_fsm.settings import load
 from sonic_fsm.tools import signal_tool
 

@@ -605,8 +605,8 @@ def demo_until_recalled(virtual_seconds: float = 180.0) -> tuple[Conversation, A
 
 
 def _speech_and_ears() -> bool:
+    from nova_emulator.recogniser import available
     from sonic_fsm.audio.talker import espeak_available
-    from sonic_fsm.emulator.recogniser import available
 
     return espeak_available() and available()
 

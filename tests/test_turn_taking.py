@@ -19,10 +19,10 @@ from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as hs
 from turn_taking import FIRST_MARK_S, Person, Say, judge
 
+from nova_emulator.model import Faults
 from sonic_fsm import clock
 from sonic_fsm.audio.wav import TimelineSink
 from sonic_fsm.backends.local import LocalBackend
-from sonic_fsm.emulator.model import Faults
 from sonic_fsm.observer import NullObserver
 from sonic_fsm.runner import Conversation
 from sonic_fsm.settings import Settings, load

@@ -9,14 +9,14 @@ import asyncio
 import pytest
 from turn_taking import Person, Say, judge
 
+from nova_emulator.model import Faults
+from nova_emulator.server import Endpoint, EndpointThread
+from nova_emulator.sigv4 import Credentials as EndpointCredentials
+from nova_emulator.tls import TlsFiles, ensure_certificates, server_context
 from sonic_fsm import credentials
 from sonic_fsm.audio.wav import TimelineSink
 from sonic_fsm.backends.bedrock import BedrockBackend
 from sonic_fsm.backends.local import LocalBackend
-from sonic_fsm.emulator.model import Faults
-from sonic_fsm.emulator.server import Endpoint, EndpointThread
-from sonic_fsm.emulator.sigv4 import Credentials as EndpointCredentials
-from sonic_fsm.emulator.tls import TlsFiles, ensure_certificates, server_context
 from sonic_fsm.observer import NullObserver
 from sonic_fsm.runner import Conversation
 from sonic_fsm.settings import load

@@ -18,13 +18,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from nova_emulator.server import Endpoint, EndpointThread
+from nova_emulator.sigv4 import Credentials as EndpointCredentials
+from nova_emulator.tls import ensure_certificates, server_context
 from sonic_fsm import credentials
 from sonic_fsm.backends.bedrock import BedrockBackend
 from sonic_fsm.backends.local import LocalBackend
 from sonic_fsm.core import protocol as pr
-from sonic_fsm.emulator.server import Endpoint, EndpointThread
-from sonic_fsm.emulator.sigv4 import Credentials as EndpointCredentials
-from sonic_fsm.emulator.tls import ensure_certificates, server_context
 from sonic_fsm.settings import load
 
 KEY, SECRET = "AKIDMEASUREOPEN00001", "measure-open-secret"

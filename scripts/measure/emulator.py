@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import time
 
+from nova_emulator import voice
+from nova_emulator.model import EmulatorSession
 from sonic_fsm import testsignal
 from sonic_fsm.core import protocol as pr
-from sonic_fsm.emulator import voice
-from sonic_fsm.emulator.model import EmulatorSession
 from sonic_fsm.settings import load
 
 MINUTES = 30

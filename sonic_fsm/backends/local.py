@@ -19,11 +19,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from nova_emulator import recogniser as rec
+from nova_emulator.listener import Recogniser
+from nova_emulator.model import AUTO, END, EmulatorSession, Faults
+from nova_emulator.voice import Speaker
 from sonic_fsm import clock
-from sonic_fsm.emulator import recogniser as rec
-from sonic_fsm.emulator.listener import Recogniser
-from sonic_fsm.emulator.model import AUTO, END, EmulatorSession, Faults
-from sonic_fsm.emulator.voice import Speaker
 from sonic_fsm.errors import SessionError
 from sonic_fsm.settings import Settings, SettingsError
 
@@ -223,7 +223,7 @@ def recogniser_from_settings(
 
 def speaker_from_settings(settings: Settings) -> Speaker | None:
     """``emulator.voice``: ``auto`` (espeak-ng when installed), ``espeak`` or ``synthetic``."""
-    from sonic_fsm.emulator import voice
+    from nova_emulator import voice
 
     choice = getattr(settings.emulator, "voice", AUTO)
     if choice == "synthetic":

@@ -98,8 +98,8 @@ class _One:
 
 def run(settings: Settings, n: int, seconds: float = 75.0) -> dict[str, Any]:
     """N scored conversations of about ``seconds`` each, at once; returns the figures."""
+    from nova_emulator.loadtest import start_server
     from sonic_fsm.backends.bedrock import BedrockBackend
-    from sonic_fsm.emulator.loadtest import start_server
 
     short = replace(settings, **REALTIME_OVERRIDES)
     with tempfile.TemporaryDirectory(prefix="sonic-concurrent-") as tmp:

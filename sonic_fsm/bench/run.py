@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from nova_emulator.model import Faults
 from sonic_fsm import clock
 from sonic_fsm.audio.wav import INPUT_RATE, TimelineSink, WavWriter, iter_wav
 from sonic_fsm.backends.base import Backend
@@ -32,7 +33,6 @@ from sonic_fsm.backends.local import LocalBackend
 from sonic_fsm.bench import oracle
 from sonic_fsm.bench.script import Line, ReactiveSource, evenly
 from sonic_fsm.core.metrics import percentile
-from sonic_fsm.emulator.model import Faults
 from sonic_fsm.runner import Conversation, RunResult
 from sonic_fsm.settings import Settings, replace
 from sonic_fsm.tools import Tool
@@ -239,11 +239,11 @@ def over_sdk(settings: Settings, minutes: float) -> dict[str, Any]:
     """The real-time conversation through the real SDK against the local endpoint."""
     import tempfile
 
+    from nova_emulator.server import Endpoint, EndpointThread
+    from nova_emulator.sigv4 import Credentials as EndpointCredentials
+    from nova_emulator.tls import ensure_certificates, server_context
     from sonic_fsm import credentials
     from sonic_fsm.backends.bedrock import BedrockBackend
-    from sonic_fsm.emulator.server import Endpoint, EndpointThread
-    from sonic_fsm.emulator.sigv4 import Credentials as EndpointCredentials
-    from sonic_fsm.emulator.tls import ensure_certificates, server_context
 
     key_id, secret = "AKIDBENCHEXAMPLE", "bench-secret"
     tls = ensure_certificates(Path(tempfile.mkdtemp(prefix="sonic-bench-")))

@@ -4,8 +4,8 @@ Starts ``sonic-fsm emulator serve`` as its own process (so its CPU time is its o
 the environment it prints, then runs N sessions at once, each one test-signal turn, with
 the light wire client (``--client wire``) or the real AWS SDK (``--client sdk``):
 
-    python -m sonic_fsm.emulator.loadtest --streams 50 --per-connection 10
-    python -m sonic_fsm.emulator.loadtest --streams 10 --client sdk
+    python -m nova_emulator.loadtest --streams 50 --per-connection 10
+    python -m nova_emulator.loadtest --streams 10 --client sdk
 
 Latencies are measured from the moment the end of the utterance was sent to the USER
 transcript, to the first answer audio, and to the end of the FINAL text; they include the
@@ -31,8 +31,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .. import testsignal
-from ..core import protocol as pr
+from sonic_fsm import testsignal
+from sonic_fsm.core import protocol as pr
+
 from .sigv4 import Credentials
 from .tls import TlsFiles, client_context
 from .wire_client import WireClient
@@ -139,7 +140,7 @@ class Served:
 
 
 def start_server(state_dir: Path, overrides: list[str]) -> Served:
-    cmd = [sys.executable, "-m", "sonic_fsm.emulator.serve_cli", "serve", "--port", "0"]
+    cmd = [sys.executable, "-m", "nova_emulator.serve_cli", "serve", "--port", "0"]
     cmd += ["--state-dir", str(state_dir)]
     for o in overrides:
         cmd += ["--set", o]
@@ -244,7 +245,7 @@ def _pct(values: list[float], q: float) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m sonic_fsm.emulator.loadtest")
+    ap = argparse.ArgumentParser(prog="python -m nova_emulator.loadtest")
     ap.add_argument("--streams", type=int, default=50)
     ap.add_argument("--per-connection", type=int, default=10, help="wire client only")
     ap.add_argument("--client", choices=("wire", "sdk"), default="wire")

@@ -7,7 +7,7 @@ timeout or a requested fault ends the session with an error that ``poll`` return
 the service sends it on the output stream. Every rule's message names the rule, so a test (or
 a person reading a log) knows which one the client broke.
 
-The endpoint (:mod:`sonic_fsm.emulator.server`) decodes each frame's JSON itself and reports
+The endpoint (:mod:`nova_emulator.server`) decodes each frame's JSON itself and reports
 malformed JSON or base64 in a frame as a ValidationException before the session sees it;
 ``receive_bytes`` gives the in-process model the same rule.
 """
@@ -23,11 +23,11 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from nova_emulator import voice
+from nova_emulator.listener import Heard, Listener, Recogniser
+from nova_emulator.recogniser import default_recogniser
+from nova_emulator.voice import Reply, Speaker
 from sonic_fsm.core import protocol as pr
-from sonic_fsm.emulator import voice
-from sonic_fsm.emulator.listener import Heard, Listener, Recogniser
-from sonic_fsm.emulator.recogniser import default_recogniser
-from sonic_fsm.emulator.voice import Reply, Speaker
 from sonic_fsm.errors import SessionError
 from sonic_fsm.settings import Settings
 

@@ -35,8 +35,9 @@ import h2.events
 import h2.exceptions
 import h2.settings
 
-from ..backends.base import Backend, Session
-from ..errors import SessionError
+from sonic_fsm.backends.base import Backend, Session
+from sonic_fsm.errors import SessionError
+
 from . import eventstream
 from .sigv4 import AuthError, ChunkVerifier, Credentials, RequestAuth, verify_request
 

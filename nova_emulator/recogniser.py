@@ -24,7 +24,7 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-from sonic_fsm.emulator.listener import Recogniser
+from nova_emulator.listener import Recogniser
 
 RATE = 16000
 

@@ -7,7 +7,7 @@ of one test-signal utterance, is part of the same turn. The test signal (``*N#``
 the tool question ``*CN#``) is recognised exactly when the whole sequence lies in one turn; a
 turn that holds only part of one (the pause inside it was longer than the endpointing, so the
 turn was split) is heard as what it is, ``(keys *1, 0.3 s)``, not as an utterance. Other speech
-goes to the recogniser when there is one (see :mod:`sonic_fsm.emulator.recogniser`) and is
+goes to the recogniser when there is one (see :mod:`nova_emulator.recogniser`) and is
 otherwise transcribed honestly as what it is, ``(speech, 2.4 s)``. The recogniser is given the
 utterance with a quarter of a second of the audio around it, as a voice detector's padding
 does: the quiet start and end of a word fall below the speech level, and a recogniser handed

@@ -8,7 +8,7 @@ Prints the endpoint as a shell comment, then the environment a client needs as
     export SSL_CERT_FILE=/home/me/.local/state/sonic-fsm/emulator/ca.pem
     ...
 
-Also runnable as ``python -m sonic_fsm.emulator.serve_cli`` (same options).
+Also runnable as ``python -m nova_emulator.serve_cli`` (same options).
 """
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..settings import Settings, SettingsError, load
+from sonic_fsm.settings import Settings, SettingsError, load
+
 from .server import Endpoint
 from .sigv4 import Credentials, ensure_credentials
 from .tls import TlsFiles, ensure_certificates, server_context
@@ -99,7 +100,7 @@ def exports(url: str, tls: TlsFiles, creds: Credentials, region: str) -> list[st
 
 
 def _make_backend(settings: Settings) -> Any:
-    from ..backends.local import LocalBackend  # the in-process emulator
+    from sonic_fsm.backends.local import LocalBackend  # the in-process emulator
 
     return LocalBackend(settings)
 

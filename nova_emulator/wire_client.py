@@ -23,7 +23,8 @@ import h2.events
 import h2.exceptions
 import h2.settings
 
-from ..errors import SessionError
+from sonic_fsm.errors import SessionError
+
 from . import eventstream
 from .sigv4 import Credentials, sign_chunk, sign_request
 
