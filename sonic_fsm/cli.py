@@ -161,6 +161,13 @@ def _parser() -> argparse.ArgumentParser:
     _settings_args(serve)
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback)")
     serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="worker processes (uvicorn's own), each with its own conversations (default 1)",
+    )
     serve.set_defaults(func=cmd_serve)
 
     emulator = sub.add_parser("emulator", help="the Nova Sonic emulator")
@@ -375,7 +382,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     if not 0 <= args.port <= 65535:
         raise UsageError(f"serve: --port must be 0 to 65535, not {args.port}")
-    serve(_load(args), host=args.host, port=args.port)
+    if args.workers < 1:
+        raise UsageError(f"serve: --workers must be at least 1, not {args.workers}")
+    serve(_load(args), host=args.host, port=args.port, workers=args.workers)
     return 0
 
 

@@ -367,13 +367,27 @@ def as_dict(s: Settings) -> dict[str, Any]:
     return dataclasses.asdict(s)
 
 
+def from_dict(data: dict[str, Any]) -> Settings:
+    """Settings from ``as_dict``'s tree (e.g. passed as JSON to another process), validated."""
+    out = Settings()
+    _apply(out, data, "")
+    return validate(out)
+
+
 def replace(s: Settings, **changes: Any) -> Settings:
     """A copy with top-level or dotted (``"backend.kind"``) keys changed, validated."""
-    out = load(None, ())
-    _apply(out, as_dict(s), "")
+    out = from_dict(as_dict(s))
     for key, value in changes.items():
         _apply(out, _nest(key.replace("__", "."), value), "")
     return validate(out)
 
 
-__all__ = ["Settings", "SettingsError", "all_keys", "load", "parse_override", "replace"]
+__all__ = [
+    "Settings",
+    "SettingsError",
+    "all_keys",
+    "from_dict",
+    "load",
+    "parse_override",
+    "replace",
+]

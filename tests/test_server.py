@@ -5,7 +5,17 @@ Real time, so every wait is bounded."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import os
+import queue
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -257,3 +267,61 @@ def test_a_conversation_that_cannot_start_says_why_and_closes() -> None:
             assert ws.close_reason == "the conversation failed: no AWS credentials found"
 
     asyncio.run(main())
+
+
+def test_serve_with_two_worker_processes_holds_two_conversations() -> None:
+    """``sonic-fsm serve --workers 2``: uvicorn's own worker processes (the app factory by
+    import string), both accepting on one loopback port; two conversations at once."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    command = [sys.executable, "-m", "sonic_fsm.cli", "serve", "--workers", "2"]
+    command += ["--port", str(port), "--set", "emulator.voice=synthetic"]
+    proc = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    lines: queue.Queue[str] = queue.Queue()
+    stderr = proc.stderr
+    assert stderr is not None
+
+    def drain() -> None:
+        for line in stderr:
+            lines.put(line)
+
+    threading.Thread(target=drain, daemon=True).start()
+    try:
+        workers: set[str] = set()
+        started = 0
+        deadline = time.monotonic() + 60
+        while started < 2:
+            assert proc.poll() is None, f"serve exited with {proc.returncode}"
+            assert time.monotonic() < deadline, "the workers did not start within 60 s"
+            with contextlib.suppress(queue.Empty):
+                line = lines.get(timeout=0.5)
+                if m := re.search(r"Started server process \[(\d+)\]", line):
+                    workers.add(m[1])
+                started += "Application startup complete" in line
+        assert len(workers) == 2 and str(proc.pid) not in workers
+
+        async def main() -> None:
+            async with (
+                connect(f"ws://127.0.0.1:{port}/ws") as a_ws,
+                connect(f"ws://127.0.0.1:{port}/ws") as b_ws,
+            ):
+                a, b = Client(a_ws), Client(b_ws)
+                talk = [
+                    asyncio.create_task(a.speak(question(31))),
+                    asyncio.create_task(b.speak(question(32))),
+                ]
+                await asyncio.gather(a.until(answered(31), 30), b.until(answered(32), 30))
+                for t in talk:
+                    t.cancel()
+                assert a.heard() == ["utterance 31"] and b.heard() == ["utterance 32"]
+
+        asyncio.run(main())
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(5)
+    assert proc.returncode == 0

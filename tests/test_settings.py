@@ -161,3 +161,21 @@ def test_a_settings_file_that_is_a_folder_or_not_utf8_is_one_line(tmp_path: Path
     latin.write_bytes('backend.voice_id = "ren\xe9e"\n'.encode("latin-1"))
     with pytest.raises(st.SettingsError, match="not UTF-8"):
         st.load(latin)
+
+
+def test_settings_cross_to_another_process_as_json() -> None:
+    """What ``sonic-fsm serve --workers N`` hands each worker: every key, checked again."""
+    import json
+
+    s = st.load(
+        None,
+        [
+            "transition_threshold_seconds=20",
+            "hard_deadline_margin_seconds=8",
+            "session_limit_seconds=40",
+            "emulator.voice=synthetic",
+        ],
+    )
+    assert st.from_dict(json.loads(json.dumps(st.as_dict(s)))) == s
+    with pytest.raises(st.SettingsError, match="session_limit_seconds"):
+        st.from_dict({"session_limit_seconds": "long"})

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -23,11 +25,15 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from sonic_fsm.api import Conversation, ConversationClosed, Ended
 from sonic_fsm.backends.base import Backend
-from sonic_fsm.settings import Settings
+from sonic_fsm.settings import Settings, as_dict, from_dict
 from sonic_fsm.web import messages as msg
 
 STATIC = Path(__file__).parent / "static"
 SNAPSHOT_SECONDS = 0.25
+SETTINGS_ENV = "SONIC_FSM_SERVE_SETTINGS"
+"""The settings every worker process serves with, as JSON (``sonic-fsm serve`` sets it)."""
+APP_FACTORY = "sonic_fsm.web.server:app_from_env"
+"""The app factory by import string: what uvicorn's worker processes each import and call."""
 log = logging.getLogger("sonic_fsm.web")
 
 BackendFactory = Callable[[Settings], Backend]
@@ -156,13 +162,25 @@ def make_app(settings: Settings, backend_factory: BackendFactory = default_backe
     )
 
 
-def serve(settings: Settings, host: str = "127.0.0.1", port: int = 8000) -> None:
+def app_from_env() -> Starlette:
+    """The app of one worker process: the settings from :data:`SETTINGS_ENV` (the defaults
+    when it is unset). ``uvicorn --factory sonic_fsm.web.server:app_from_env`` runs it too."""
+    text = os.environ.get(SETTINGS_ENV)
+    return make_app(from_dict(json.loads(text)) if text else Settings())
+
+
+def serve(settings: Settings, host: str = "127.0.0.1", port: int = 8000, workers: int = 1) -> None:
+    """Serve until interrupted; ``workers`` > 1: uvicorn's own worker processes, each with
+    its own conversations, all accepting on the one socket."""
     import uvicorn
 
+    os.environ[SETTINGS_ENV] = json.dumps(as_dict(settings))  # inherited by the workers
     uvicorn.run(
-        make_app(settings),
+        APP_FACTORY,
+        factory=True,
         host=host,
         port=port,
+        workers=workers,
         ws_max_size=4 * msg.MAX_AUDIO_BYTES,  # larger still is refused by uvicorn itself (1009)
         log_level="info",
     )
