@@ -230,11 +230,11 @@ async def run_until_signalled(conv: Any, caught: list[int]) -> Any:
 
 def exit_code(result: Any, caught: list[int]) -> int:
     """The exit status of a finished run: see the EXIT_* codes."""
-    from sonic_fsm import runner
+    from sonic_fsm import api
 
-    if result.ended_because == runner.SIGNAL and caught:
+    if result.ended_because == api.SIGNAL and caught:
         return 128 + caught[0]
-    return {runner.RETRIES_EXHAUSTED: EXIT_RETRIES, runner.REFUSED: EXIT_REFUSED}.get(
+    return {api.RETRIES_EXHAUSTED: EXIT_RETRIES, api.REFUSED: EXIT_REFUSED}.get(
         result.ended_because, EXIT_OK
     )
 

@@ -15,7 +15,7 @@ from sonic_fsm.audio.base import AudioSink, AudioSource
 from sonic_fsm.backends.base import Backend
 from sonic_fsm.backends.local import FaultPlan, LocalBackend, recogniser_from_settings
 from sonic_fsm.observer import Observer
-from sonic_fsm.runner import Conversation
+from sonic_fsm.runner import Runner
 from sonic_fsm.settings import Settings
 from sonic_fsm.tools import Tool
 
@@ -50,7 +50,7 @@ def make_sink(spec: str, settings: Settings) -> AudioSink:
 
 
 def make_source(
-    spec: str, settings: Settings, conv_holder: list[Conversation], repeat: bool = True
+    spec: str, settings: Settings, conv_holder: list[Runner], repeat: bool = True
 ) -> AudioSource:
     chunk = settings.audio.chunk_frames
     if spec == "null":
@@ -80,16 +80,15 @@ def make_source(
     return PyAudioSource(chunk_frames=chunk, device=device or settings.audio.input_device)
 
 
-def assistant_busy(conv_holder: list[Conversation]) -> bool:
+def assistant_busy(conv_holder: list[Runner]) -> bool:
     """For the talker: an answer is pending or still playing."""
     return bool(conv_holder) and conv_holder[0].assistant_busy()
 
 
-def sessions_replaced(conv_holder: list[Conversation]) -> int:
+def sessions_replaced(conv_holder: list[Runner]) -> int:
     """For the talker: how many times a new session took over with the conversation so far
     (hand-offs and recoveries)."""
-    engine = conv_holder[0].engine if conv_holder else None
-    return 0 if engine is None else engine.metrics.handoffs + engine.metrics.recoveries
+    return conv_holder[0].conversation.sessions_replaced if conv_holder else 0
 
 
 def make_recorder(settings: Settings) -> Observer:
@@ -110,13 +109,13 @@ def build_conversation(
     faults: FaultPlan | None = None,
     talker_repeats: bool = True,
     tools: Iterable[Tool] = (),
-) -> Conversation:
+) -> Runner:
     """The conversation a user asked for. ``mic=None`` means the microphone when there is
     one and the simulated talker otherwise; ``speaker=None``, the speaker or else null.
     ``tools`` are offered to the model besides those the settings name."""
     from sonic_fsm.audio.base import AudioDeviceError
 
-    holder: list[Conversation] = []
+    holder: list[Runner] = []
     if speaker is None:
         try:
             sink = make_sink("default", settings)
@@ -136,13 +135,11 @@ def build_conversation(
         from sonic_fsm.audio.echo_gate import HalfDuplexSource
 
         source = HalfDuplexSource(source, sink, margin_db=settings.audio.half_duplex_margin_db)
-    conv = Conversation(
+    conv = Runner(
         settings,
         make_backend(settings, faults, phrases),
         source,
         sink,
-        observer=make_recorder(settings) if settings.enable_session_recording else None,
-        recorder=lambda: make_recorder(settings),
         log=log,
         finish_when_input_ends=finish_when_input_ends,
         tools=tools,

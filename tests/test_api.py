@@ -28,6 +28,7 @@ from sonic_fsm.api import (
     Event,
     HandoffBegun,
     HandoffDone,
+    Log,
     StateChanged,
     StopPlayback,
     ToolCall,
@@ -145,6 +146,7 @@ def test_a_conversation_through_the_api_alone_loses_nothing_across_handoffs() ->
         ToolCall,
         ToolResult,
         Error,
+        Log,
         Ended,
     }
     assert s.spoken >= 20

@@ -26,7 +26,7 @@ from sonic_fsm.audio.talker import Talker, TalkerConfig
 from sonic_fsm.audio.wav import TimelineSink
 from sonic_fsm.backends.bedrock import BedrockBackend
 from sonic_fsm.backends.local import LocalBackend
-from sonic_fsm.runner import Conversation, RunResult
+from sonic_fsm.runner import Runner, RunResult
 from sonic_fsm.settings import Settings, load
 from sonic_fsm.tools import Tool
 
@@ -50,13 +50,6 @@ RUN_LIMIT_S = 240.0
 @pytest.fixture(scope="module")
 def tls(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
     return ensure_certificates(tmp_path_factory.mktemp("tls"))
-
-
-def assistant_busy(conv: Conversation, sink: TimelineSink) -> bool:
-    engine = conv.engine
-    if engine is None:
-        return False
-    return engine.answer_pending or sink.queued_seconds(conv.now()) > 0
 
 
 def converse(
@@ -101,7 +94,7 @@ def converse(
             ca_file=str(tls.ca_cert),
         )
         sink = TimelineSink(None)
-        holder: dict[str, Conversation] = {}
+        holder: dict[str, Runner] = {}
         talker = Talker(
             TalkerConfig(
                 script=tuple(f"line {i}" for i in range(lines)),
@@ -110,9 +103,9 @@ def converse(
                 think_seconds=0.3,
                 tool_every=tool_every,
             ),
-            assistant_busy=lambda: assistant_busy(holder["conv"], sink),
+            assistant_busy=lambda: holder["conv"].assistant_busy(),
         )
-        conv = Conversation(settings, backend, talker, sink, tools=tools)
+        conv = Runner(settings, backend, talker, sink, tools=tools)
         holder["conv"] = conv
         stray: list[dict[str, Any]] = []
 
@@ -121,10 +114,9 @@ def converse(
             try:
                 return await asyncio.wait_for(conv.run(), timeout=RUN_LIMIT_S)
             except TimeoutError:
-                engine = conv.engine
                 raise AssertionError(
                     f"the conversation did not end within {RUN_LIMIT_S:g} s: "
-                    f"state {engine.state.value if engine else None}, "
+                    f"state {conv.conversation.state}, "
                     f"said {[u.number for u in talker.spoken]}, "
                     f"unanswered {talker.unanswered}"
                 ) from None

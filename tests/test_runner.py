@@ -11,7 +11,7 @@ from sonic_fsm.backends.local import LocalBackend
 from sonic_fsm.bench.script import ReactiveSource, evenly
 from sonic_fsm.core.events import Operator
 from sonic_fsm.recording import SessionRecorder
-from sonic_fsm.runner import Conversation
+from sonic_fsm.runner import Runner
 from sonic_fsm.settings import load
 
 SHORT = ["session_limit_seconds=40", "transition_threshold_seconds=15",
@@ -36,15 +36,14 @@ def test_virtual_clock_jumps_but_keeps_order() -> None:
 def test_operator_records_on_demand_and_views_see_the_path(tmp_path: Path) -> None:
     settings = load(None, [*SHORT, f"recording_output_dir='{tmp_path}'"])
     sink = TimelineSink(None)
-    holder: list[Conversation] = []
+    holder: list[Runner] = []
     states: list[str] = []
 
     def state() -> str:
-        engine = holder[0].engine if holder else None
-        return engine.state.value if engine else "NORMAL"
+        return holder[0].conversation.state if holder else "NORMAL"
 
     source = ReactiveSource(evenly(3, 8.0), state, lambda: False, barge_in_at=())
-    conv = Conversation(
+    conv = Runner(
         settings,
         LocalBackend(settings),
         source,

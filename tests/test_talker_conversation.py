@@ -19,7 +19,7 @@ from sonic_fsm.audio.talker import Talker, TalkerConfig
 from sonic_fsm.audio.wav import TimelineSink
 from sonic_fsm.backends.local import LocalBackend
 from sonic_fsm.recording import SessionRecorder
-from sonic_fsm.runner import Conversation
+from sonic_fsm.runner import Runner
 from sonic_fsm.settings import load
 from sonic_fsm.wiring import assistant_busy
 
@@ -40,7 +40,7 @@ async def converse(
         ],
     )
     sink = TimelineSink(None)
-    holder: list[Conversation] = []
+    holder: list[Runner] = []
     talker = Talker(
         TalkerConfig(
             script=tuple(f"line {i}" for i in range(LINES)),
@@ -51,7 +51,7 @@ async def converse(
         assistant_busy=lambda: assistant_busy(holder),
     )
     recorder = SessionRecorder(folder, conversation="conv", secrets=["FAKE-SECRET-0123456789"])
-    conv = Conversation(settings, LocalBackend(settings), talker, sink, observer=recorder)
+    conv = Runner(settings, LocalBackend(settings), talker, sink, observer=recorder)
     holder.append(conv)
     result = await asyncio.wait_for(conv.run(), timeout=600)  # virtual seconds
     return result, talker, sink, recorder

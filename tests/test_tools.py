@@ -17,7 +17,7 @@ import pytest
 from sonic_fsm import cli, clock
 from sonic_fsm.audio.wav import TimelineSink
 from sonic_fsm.bench.script import ReactiveSource
-from sonic_fsm.runner import Conversation
+from sonic_fsm.runner import Runner
 from sonic_fsm.settings import load
 from sonic_fsm.tools import Tool, ToolError, Tools, call, registry, signal_tool, tool
 
@@ -209,7 +209,7 @@ def test_a_blocking_tool_does_not_hold_up_the_microphone_or_the_speaker() -> Non
     backend = ScriptedBackend()
     sink = TimelineSink(None, 24000)
     source = ReactiveSource([], lambda: "NORMAL", lambda: False, tail_seconds=4.0)
-    conv = Conversation(
+    conv = Runner(
         settings,
         backend,
         source,

@@ -23,7 +23,7 @@ from sonic_fsm.core import machine
 from sonic_fsm.core.events import Operator
 from sonic_fsm.core.snapshot import TranscriptLine
 from sonic_fsm.errors import SessionError
-from sonic_fsm.runner import Conversation
+from sonic_fsm.runner import Runner
 from sonic_fsm.wiring import build_conversation
 from tui import sample
 from tui.app import (
@@ -542,7 +542,7 @@ async def test_no_snapshot_yet_renders_nothing() -> None:
         assert "waiting for the engine…" in screen_text(app)
 
 
-def emulator_conversation() -> Conversation:
+def emulator_conversation() -> Runner:
     """The demo profile on the in-process emulator, wired as the CLI does, a silent user."""
     s = settings.load(None, DEMO_OVERRIDES)
     return build_conversation(s, mic="null", speaker="null", finish_when_input_ends=False)
@@ -575,14 +575,14 @@ async def test_on_the_emulator_h_moves_the_strip_through_a_handoff_and_q_closes_
     assert states == HANDOFF_PATH
     assert app.return_code == 0
     assert app.engine is not None and app.engine.state == WorkerState.SUCCESS
-    assert conv.engine is not None and conv.engine.state.value == "STOPPED"
+    assert conv.conversation.state == "STOPPED"
     assert all(s._closed for s in conv.backend.sessions)  # every session closed properly
 
 
 # -- the demo on the emulator: the simulated talker, recognised, across a hand-off -----------
 
 
-def demo_until_recalled(virtual_seconds: float = 180.0) -> tuple[Conversation, Any]:
+def demo_until_recalled(virtual_seconds: float = 180.0) -> tuple[Runner, Any]:
     """``sonic-fsm tui`` without a microphone (the factory it uses, the demo profile, the
     talker, no speaker) in virtual time, until the recall question after the first hand-off
     is answered or ``virtual_seconds`` have passed; then stopped. Its last snapshot."""

@@ -24,7 +24,7 @@ from sonic_fsm import clock
 from sonic_fsm.audio.wav import TimelineSink
 from sonic_fsm.backends.local import LocalBackend
 from sonic_fsm.observer import NullObserver
-from sonic_fsm.runner import Conversation
+from sonic_fsm.runner import Runner
 from sonic_fsm.settings import Settings, load
 
 ADDED_DELAY_LIMIT = 0.3  # the bound: a hand-off adds at most this to a reply
@@ -101,7 +101,7 @@ def play(pause_ms: int, says: list[Say], faults: dict[int, Faults]):
     person = Person(says, sink, lambda: seen.seen, s.audio.chunk_frames)
     log: list[str] = []
     backend = LocalBackend(s, lambda n: faults.get(n, Faults()))
-    conv = Conversation(s, backend, person, sink, observer=seen, log=log.append)
+    conv = Runner(s, backend, person, sink, observer=seen, log=log.append)
     result = clock.run(conv.run(), virtual=True)
     return result, person, sink, seen.seen, log
 

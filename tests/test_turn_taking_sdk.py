@@ -18,7 +18,7 @@ from sonic_fsm.audio.wav import TimelineSink
 from sonic_fsm.backends.bedrock import BedrockBackend
 from sonic_fsm.backends.local import LocalBackend
 from sonic_fsm.observer import NullObserver
-from sonic_fsm.runner import Conversation
+from sonic_fsm.runner import Runner
 from sonic_fsm.settings import load
 
 KEY_ID = "AKIDSONICFSMTEST0009"
@@ -95,7 +95,7 @@ def test_turn_taking_over_the_sdk(tls: TlsFiles) -> None:
         seen = Transitions()
         person = Person(list(PLAN), sink, lambda: seen.seen, settings.audio.chunk_frames)
         log: list[str] = []
-        conv = Conversation(settings, backend, person, sink, observer=seen, log=log.append)
+        conv = Runner(settings, backend, person, sink, observer=seen, log=log.append)
 
         async def main():
             return await asyncio.wait_for(conv.run(), timeout=90)

@@ -25,7 +25,7 @@ from typing import Any
 
 from sonic_fsm import settings as settings_mod
 from sonic_fsm.core.events import Operator, Tick
-from sonic_fsm.runner import Conversation
+from sonic_fsm.runner import Runner
 from sonic_fsm.settings import Settings
 from sonic_fsm.wiring import build_conversation
 from tui.app import DEMO_OVERRIDES, Dashboard
@@ -59,22 +59,23 @@ class Figures:
         return out
 
 
-def demo_conversation(s: Settings) -> Conversation:
+def demo_conversation(s: Settings) -> Runner:
     """What ``make run`` gives a user without a microphone: the emulator, the simulated talker
     (who sometimes talks over an answer), no speaker; it never ends by itself."""
     return build_conversation(s, mic="talker", speaker="null", finish_when_input_ends=False)
 
 
-async def flood(conv: Conversation, seconds: float, batch: int = 500) -> None:
+async def flood(conv: Runner, seconds: float, batch: int = 500) -> None:
     """Keep the engine busy: ``batch`` Tick events at a time, as fast as it takes them."""
     loop = asyncio.get_running_loop()
     end = loop.time() + seconds
-    while conv.engine is None:
+    inner = conv.conversation
+    while conv.snapshot() is None:
         await asyncio.sleep(0.01)
     while loop.time() < end:
         for _ in range(batch):
-            conv.post(Tick())
-        while conv.queue.qsize() > batch // 2:
+            inner.post(Tick())
+        while inner.queue.qsize() > batch // 2:
             await asyncio.sleep(0)
 
 
@@ -84,8 +85,8 @@ def _cpu() -> float:
 
 
 async def _timed(
-    seconds: float, body: Callable[[Conversation], Awaitable[Dashboard | None]], s: Settings
-) -> tuple[float, float, Conversation, Dashboard | None]:
+    seconds: float, body: Callable[[Runner], Awaitable[Dashboard | None]], s: Settings
+) -> tuple[float, float, Runner, Dashboard | None]:
     conv = demo_conversation(s)
     cpu0, wall0 = _cpu(), time.monotonic()
     app = await body(conv)
@@ -93,7 +94,7 @@ async def _timed(
 
 
 async def baseline(s: Settings, seconds: float, burst: bool = False) -> Figures:
-    async def body(conv: Conversation) -> None:
+    async def body(conv: Runner) -> None:
         task = asyncio.create_task(conv.run())
         if burst:
             await flood(conv, seconds)
@@ -108,7 +109,7 @@ async def baseline(s: Settings, seconds: float, burst: bool = False) -> Figures:
 
 
 async def with_dashboard(s: Settings, seconds: float, burst: bool = False) -> Figures:
-    async def body(conv: Conversation) -> Dashboard:
+    async def body(conv: Runner) -> Dashboard:
         app = Dashboard(conv, settings=s)
         async with app.run_test(size=(120, 40)) as pilot:
             if burst:
@@ -124,15 +125,13 @@ async def with_dashboard(s: Settings, seconds: float, burst: bool = False) -> Fi
     return _figures("with dashboard", wall, cpu, conv, app)
 
 
-def _figures(
-    mode: str, wall: float, cpu: float, conv: Conversation, app: Dashboard | None
-) -> Figures:
+def _figures(mode: str, wall: float, cpu: float, conv: Runner, app: Dashboard | None) -> Figures:
     snap = conv.snapshot()
     return Figures(
         mode=mode,
         seconds=wall,
         cpu_seconds=cpu,
-        engine_events=conv.engine_events,
+        engine_events=conv.conversation.engine_events,
         handoffs=snap.metrics.get("handoffs", 0.0) if snap else 0.0,
         polls=app.polls if app else 0,
         renders=app.renders if app else 0,
@@ -142,7 +141,7 @@ def _figures(
 class _TimedDashboard(Dashboard):
     """Quits by itself after ``seconds`` (for a run on the real terminal)."""
 
-    def __init__(self, source: Conversation, s: Settings, seconds: float) -> None:
+    def __init__(self, source: Runner, s: Settings, seconds: float) -> None:
         super().__init__(source, settings=s)
         self.seconds = seconds
 

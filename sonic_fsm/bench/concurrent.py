@@ -27,7 +27,7 @@ from sonic_fsm.bench.script import ReactiveSource, evenly
 from sonic_fsm.core import effects as fx
 from sonic_fsm.core import events as ev
 from sonic_fsm.core.metrics import percentile
-from sonic_fsm.runner import Conversation
+from sonic_fsm.runner import Runner
 from sonic_fsm.settings import Settings, replace
 
 SPACING_SECONDS = 12.0  # between utterances: the endpointing pause, an answer, a reaction
@@ -62,11 +62,10 @@ class _One:
 
     def __init__(self, settings: Settings, backend: Any, seconds: float, lateness: list[float]):
         self.sink = TimelineSink(None, settings.audio.output_sample_rate)
-        holder: list[Conversation] = []
+        holder: list[Runner] = []
 
         def state() -> str:
-            engine = holder[0].engine if holder else None
-            return engine.state.value if engine else "NORMAL"
+            return holder[0].conversation.state if holder else "NORMAL"
 
         def busy() -> bool:
             return self.sink.queued_seconds(asyncio.get_running_loop().time()) > 0
@@ -86,7 +85,7 @@ class _One:
             if isinstance(event, ev.MicFrame) and self.timed.t0 is not None:
                 lateness.append(self.conv.now() - self.timed.due(event.seq))
 
-        self.conv = Conversation(settings, backend, self.timed, self.sink, on_handled=handled)
+        self.conv = Runner(settings, backend, self.timed, self.sink, on_handled=handled)
         holder.append(self.conv)
 
     def score(self) -> oracle.Score:

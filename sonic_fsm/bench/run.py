@@ -33,7 +33,7 @@ from sonic_fsm.backends.local import LocalBackend
 from sonic_fsm.bench import oracle
 from sonic_fsm.bench.script import Line, ReactiveSource, evenly
 from sonic_fsm.core.metrics import percentile
-from sonic_fsm.runner import Conversation, RunResult
+from sonic_fsm.runner import Runner, RunResult
 from sonic_fsm.settings import Settings, replace
 from sonic_fsm.tools import Tool
 
@@ -64,7 +64,7 @@ class ScoredRun:
 
     result: RunResult
     score: oracle.Score
-    conv: Conversation
+    conv: Runner
     source: ReactiveSource
     sink: TimelineSink
     log: list[str]
@@ -91,7 +91,7 @@ def scored_run(
     With ``spool`` (a folder), what was said and heard (and the log) goes to files there as
     the conversation runs and is scored in a streaming pass: memory then holds the
     conversation alone, however long it is (the memory scenario)."""
-    holder: list[Conversation] = []
+    holder: list[Runner] = []
     rate = settings.audio.output_sample_rate
     sink = TimelineSink(spool / "heard.wav" if spool else None, rate)
     said = WavWriter(spool / "said.wav", INPUT_RATE) if spool else None
@@ -99,8 +99,7 @@ def scored_run(
     source_options.setdefault("extra_start", max([1000, *(line.number for line in lines)]) + 1)
 
     def state() -> str:
-        engine = holder[0].engine if holder else None
-        return engine.state.value if engine else "NORMAL"
+        return holder[0].conversation.state if holder else "NORMAL"
 
     def speaker_busy() -> bool:
         return sink.queued_seconds(asyncio.get_running_loop().time()) > 0
@@ -125,10 +124,10 @@ def scored_run(
         else:
             log.append(line)
 
-    conv = Conversation(
+    conv = Runner(
         settings, backend or LocalBackend(settings), source, sink, log=log_line, tools=tools
     )
-    conv.chunk_cpu_ns = array.array("q")  # 8 bytes a chunk, not a Python int each
+    conv.conversation.chunk_cpu_ns = array.array("q")  # 8 bytes a chunk, not a Python int each
     holder.append(conv)
     rss: list[tuple[float, float]] = []
 
@@ -137,7 +136,7 @@ def scored_run(
         # engine's time per chunk) grow by design; they are taken out so the figure is the
         # conversation's own growth.
         loop = asyncio.get_running_loop()
-        cpu = conv.chunk_cpu_ns
+        cpu = conv.conversation.chunk_cpu_ns
         while True:
             own = len(sink.timeline) + len(source.recorded) + 8 * len(cpu or ())
             kept = own / 1e6
@@ -190,7 +189,7 @@ def conversation(
     )
     score, result, rss = run.score, run.result, run.rss
     m = result.metrics
-    us = sorted(ns / 1000 for ns in run.conv.chunk_cpu_ns or [])
+    us = sorted(ns / 1000 for ns in run.conv.conversation.chunk_cpu_ns or [])
     extras = set(run.source.extras)
     ordinary = [d for n, d in score.reply_delay_ms.items() if n not in extras]
     across = sorted(d for n, d in score.reply_delay_ms.items() if n in extras)

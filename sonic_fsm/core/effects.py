@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from sonic_fsm.core.snapshot import TranscriptLine
+
 
 @dataclass(frozen=True, kw_only=True)
 class OpenSession:
@@ -62,6 +64,13 @@ class Log:
 
 
 @dataclass(frozen=True, kw_only=True)
+class Said:
+    """A line of the transcript was added, or a FINAL replaced the SPECULATIVE it confirms."""
+
+    line: TranscriptLine
+
+
+@dataclass(frozen=True, kw_only=True)
 class Transitioned:
     """The machine moved (for observers: recordings, views)."""
 
@@ -86,6 +95,7 @@ Effect = (
     | FlushPlayback
     | RunTool
     | Log
+    | Said
     | Transitioned
     | Stopped
 )

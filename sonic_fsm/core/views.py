@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
+from sonic_fsm.core import effects as fx
 from sonic_fsm.core import metrics as mx
 from sonic_fsm.core.machine import OPEN_ROLES, State
 from sonic_fsm.core.snapshot import SessionView, Snapshot, ToolView, TranscriptLine
@@ -75,7 +77,53 @@ def add_transcript(eng: Engine, line: TranscriptLine) -> None:
                 and old.text == line.text
             ):
                 eng.transcript[i] = line
+                eng.emit(fx.Said(line=line))
                 return
     eng.transcript.append(line)
+    eng.emit(fx.Said(line=line))
     if len(eng.transcript) > TRANSCRIPT_LIMIT:
         del eng.transcript[: len(eng.transcript) - TRANSCRIPT_LIMIT]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Switch:
+    """Where the switch of sessions stands: what a front end reports of a hand-off."""
+
+    kind: str  # "handoff" or "recovery": the switch under way, or the last one
+    current: str | None
+    failed: str | None  # the session a recovery replaces
+    buffer_bytes: int  # user audio buffered for the next session
+    history_sends: int  # histories sent so far (one per new session)
+    history_bytes: int  # their bytes, in all
+    last_handoff_ms: float  # HANDOFF entered until the new session took live audio
+    handoffs: int
+    recoveries: int
+
+
+def switch(eng: Engine) -> Switch:
+    m = eng.metrics
+    return Switch(
+        kind=eng.handoff_kind,
+        current=eng.current,
+        failed=eng.failed,
+        buffer_bytes=eng.buffer.bytes,
+        history_sends=len(m.history_bytes_sent),
+        history_bytes=sum(m.history_bytes_sent),
+        last_handoff_ms=m.handoff_ms[-1] if m.handoff_ms else 0.0,
+        handoffs=m.handoffs,
+        recoveries=m.recoveries,
+    )
+
+
+def session_summary(eng: Engine, session_id: str, now: float) -> dict[str, Any]:
+    """One session's figures at ``now``, for a recording when it closes (empty: unknown)."""
+    sess = eng.sessions.get(session_id)
+    if sess is None:
+        return {}
+    return {
+        "role": sess.role,
+        "age_seconds": round(now - sess.opened_at, 3),
+        "audio_in_bytes": sess.audio_in_bytes,
+        "audio_out_bytes": sess.audio_out_bytes,
+        "history_bytes": sess.history_bytes,
+    }

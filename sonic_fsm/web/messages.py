@@ -105,6 +105,7 @@ _TYPES = {
     api.ToolCall: "tool_call",
     api.ToolResult: "tool_result",
     api.Error: "error",
+    api.Log: "log",
     api.Ended: "ended",
 }
 
