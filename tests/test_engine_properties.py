@@ -268,11 +268,13 @@ class EngineMachine(RuleBasedStateMachine):
 
     @invariant()
     def no_frame_dropped_duplicated_or_reordered(self) -> None:
+        lost = set(self.engine.buffer.lost_seqs)
         for sid, seqs in self.received.items():
-            assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), f"{sid}: gap or duplicate"
+            assert seqs == sorted(set(seqs)), f"{sid}: duplicate or out of order"
+            gap = set(range(seqs[0], seqs[-1] + 1)) - set(seqs)
+            assert gap <= lost, f"{sid}: a gap not counted lost: {sorted(gap - lost)[:5]}"
         reached = set().union(*self.received.values()) if self.received else set()
         kept = {f.seq for f in self.engine.buffer.frames}
-        lost = set(self.engine.buffer.lost_seqs)
         captured = self.stopped_at if self.stopped_at is not None else self.seq + 1
         missing = [s for s in range(captured) if s not in reached | kept | lost]
         assert not missing, f"frames neither sent, kept nor counted lost: {missing[:5]}"
@@ -354,3 +356,25 @@ def test_the_user_speaking_after_the_end_stops_the_last_answer() -> None:
     m.session_dies(closed=False, data=Drawn("s5"))
     assert m.engine.state is State.STOPPED
     m.mic(count=1, speech=True)
+
+
+def test_a_frame_the_full_buffer_dropped_is_lost_when_a_failed_handoff_gives_it_back() -> None:
+    """A forced hand-off whose next session never confirms its sends: the buffer reaches its
+    cap (2 s) and drops the oldest frame, which only that session had; it fails, and the
+    current session takes the audio again. The dropped frame is counted lost (invariant 2),
+    not a silent gap in what the current session hears."""
+    m = EngineMachine()
+    m.assistant_chunks(samples=240)
+    m.session_ready(data=Drawn("s1"))
+    m.operator_forces_handoff()
+    m.mic(count=1, speech=False)
+    m.session_ready(data=Drawn("s2"))
+    assert m.engine.state is State.HANDOFF and m.pending_acks  # never confirmed
+    for count in (4, 4, 12, 12):
+        m.mic(count=count, speech=False)
+    m.session_dies(closed=False, data=Drawn("s2"))
+    assert m.engine.state is State.BUFFERING
+    assert m.engine.buffer.lost_seqs == [1]
+    m.no_frame_dropped_duplicated_or_reordered()
+    m.mic(count=1, speech=False)
+    assert any("[LOST] 1 user frames (1..1)" in line for line in m.engine.log)

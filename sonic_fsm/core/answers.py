@@ -1,7 +1,8 @@
 """What the model says: assistant text and audio, the end of a turn, interruptions.
 
 Where an answer starts and ends, what of it goes in the history (what the user heard of an
-answer they cut), and which audio plays (an answer begun over the user does not)."""
+answer they cut), and when its audio plays (an answer begun while the user speaks waits
+until they stop)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ if TYPE_CHECKING:
     from sonic_fsm.core.sessions import Session
 
 WORDS_PER_SECOND = 2.5  # to tell how much of an answer's text its heard audio carried
+WAIT_LIMIT_SECONDS = 4.0  # an answer begun while the user speaks waits at most this long
 
 
 def keep_what_was_heard(eng: Engine, sess: Session) -> None:
@@ -133,6 +135,7 @@ def _on_interrupted(eng: Engine, sess: Session) -> None:
     dropped = [p for p in eng.held if p.session_id == sess.id]
     eng.metrics.audio_interrupted_bytes += sum(len(p.pcm) for p in dropped)
     eng.held = [p for p in eng.held if p.session_id != sess.id]
+    _drop_waiting(eng, sess)
     eng.emit(fx.FlushPlayback())
     sess.pending_speculative = 0
     _turn_done(eng, sess)
@@ -144,21 +147,45 @@ def _on_audio(eng: Engine, sess: Session, a: pr.AudioOutput) -> None:
         sess.answer_audio_bytes += len(a.pcm)
     eng.playback.arrived(sess.id, len(a.pcm), eng.now)
     first = a.content_id == sess.answer_audio and sess.answer_audio_bytes == len(a.pcm)
-    if first and eng.ledger.open is not None and not eng.muted:
-        # The answer would start while the user is speaking: it would talk over them.
-        # Their speech cuts it, as a barge-in would; its service answers them next.
-        sess.unheard = a.content_id
-        keep_what_was_heard(eng, sess)
-        if eng.s.session_logging.log_barge_in_events:
-            eng.say(f"[BARGE_IN] {sess.id} began an answer over the user: not played")
-    if a.content_id == sess.unheard:
-        eng.metrics.audio_interrupted_bytes += len(a.pcm)
-        return
     play = fx.Play(session_id=sess.id, content_id=a.content_id, pcm=a.pcm)
-    if eng.old is not None and sess.id != eng.old:
+    if first and sess.waiting_since is None and eng.ledger.open is not None and not eng.muted:
+        # The answer would start while the user is speaking: played, it would talk over
+        # them; dropped, their question would be lost. It waits until they stop.
+        sess.waiting_since = eng.now
+        if eng.s.session_logging.log_barge_in_events:
+            eng.say(f"[WAIT] {sess.id} began an answer while the user speaks: it waits")
+    if sess.waiting_since is not None:
+        sess.waiting.append(play)
+    else:
+        _to_speaker(eng, play)
+
+
+def _to_speaker(eng: Engine, play: fx.Play) -> None:
+    if eng.old is not None and play.session_id != eng.old:
         eng.held.append(play)  # the old session's answer plays to its end first
     else:
         eng.emit(play)
+
+
+def play_waiting(eng: Engine) -> None:
+    """On every microphone frame: an answer that waits for the user plays once they have
+    stopped speaking, or once it waited :data:`WAIT_LIMIT_SECONDS` (speech that never
+    stops is noise the tracker takes for a voice, not a person who is still talking)."""
+    for sess in eng.sessions.values():
+        if sess.waiting_since is None:
+            continue
+        if eng.ledger.open is not None and eng.now - sess.waiting_since < WAIT_LIMIT_SECONDS:
+            continue
+        waiting, sess.waiting, sess.waiting_since = sess.waiting, [], None
+        for play in waiting:
+            _to_speaker(eng, play)
+        if sess.id == eng.old and not sess.turn_in_progress:
+            handoff.old_done(eng)
+
+
+def _drop_waiting(eng: Engine, sess: Session) -> None:
+    eng.metrics.audio_interrupted_bytes += sum(len(p.pcm) for p in sess.waiting)
+    sess.waiting, sess.waiting_since = [], None
 
 
 def _on_content_end(eng: Engine, sess: Session, c: pr.ContentEnd) -> None:
@@ -185,6 +212,7 @@ def _turn_done(eng: Engine, sess: Session) -> None:
     if sess.audio_open is not None or sess.pending_speculative:
         return
     if sess.id == eng.old:
-        handoff.old_done(eng)
+        if sess.waiting_since is None:  # else once its waiting answer plays
+            handoff.old_done(eng)
     elif sess.id == eng.current and eng.state is State.BUFFERING:
         eng.fire(Trigger.TURN_ENDED)

@@ -38,7 +38,9 @@ class Session:
     answer_audio_bytes: int = 0
     answer_entry: Entry | None = None  # the latest answer's words in the history
     answer_cut: bool = False  # the user cut the latest answer (its history entry is final)
-    unheard: str | None = None  # content id of audio not played: it began over the user
+    # An answer that began while the user spoke: its audio waits until they stop (answers.py).
+    waiting: list[fx.Play] = field(default_factory=list)
+    waiting_since: float | None = None  # None: its audio plays as it comes
     audio_in_bytes: int = 0
     audio_out_bytes: int = 0
     history_bytes: int = 0

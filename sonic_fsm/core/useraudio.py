@@ -37,8 +37,11 @@ def on_mic(eng: Engine, seq: int, pcm: bytes) -> None:
         send_audio(eng, target, [(seq, pcm)], ack=eng.state is State.HANDOFF)
     if onset:
         _barge_in_for(eng, target)
+    answers.play_waiting(eng)
     if eng.state not in (State.HANDOFF, State.RECOVERING):
         trim_buffer(eng)
+    if lost := eng.buffer.take_losses():
+        eng.say(f"[LOST] {len(lost)} user frames ({lost[0]}..{lost[-1]}) could not be kept")
 
 
 def after_end(eng: Engine, seq: int, pcm: bytes) -> None:
@@ -46,6 +49,7 @@ def after_end(eng: Engine, seq: int, pcm: bytes) -> None:
     stops it."""
     if not eng.muted and eng.ledger.feed(seq, pcm):
         _barge_in_for(eng, None)
+    answers.play_waiting(eng)
 
 
 def _barge_in_for(eng: Engine, listening: Session | None) -> None:
