@@ -499,6 +499,39 @@ def test_close_is_idempotent_and_send_after_close_fails(serve: Any, tls: TlsFile
     run(main)
 
 
+def test_sessions_have_their_own_connections_on_one_tls_context(serve: Any, tls: TlsFiles) -> None:
+    """Building a TLS context reads the trust store and blocks the event loop; a hand-off
+    must not pay it, for every conversation in the process. A connection each still."""
+    served = serve()
+
+    async def main(stray: Stray) -> None:
+        backend = client(served, tls)
+        one, two = await backend.open("s1"), await backend.open("s2")
+        for session in (one, two):
+            await session.send(pr.session_start())
+        assert one._transport is not two._transport
+        assert one._transport._tls_ctx is two._transport._tls_ctx
+        await asyncio.gather(one.close(), two.close())
+        await backend.aclose()
+
+    run(main)
+    assert served.stats().streams_opened == 2
+
+
+def test_the_transport_sets_up_what_the_sdk_client_sets_up() -> None:
+    """The transport copies ``AWSCRTHTTPClient.__init__`` to share a TLS context; if a new
+    SDK adds state there, this fails instead of a session failing at run time."""
+    from smithy_http.aio.crt import AWSCRTHTTPClient, _AWSCRTEventLoop
+
+    from sonic_fsm.backends.bedrock import _Transport, tls_context
+
+    loop = _AWSCRTEventLoop()
+    base = AWSCRTHTTPClient(eventloop=loop)
+    ours = _Transport(eventloop=loop, tls_ctx=tls_context())
+    assert set(vars(base)) <= set(vars(ours))
+    assert ours._config.force_http_2
+
+
 def test_session_records_when_its_credentials_expire(serve: Any, tls: TlsFiles) -> None:
     served = serve()
 

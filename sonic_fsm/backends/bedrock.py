@@ -41,6 +41,7 @@ from aws_sdk_bedrock_runtime.models import (
     InvokeModelWithBidirectionalStreamOutputChunk,
     ServiceError,
 )
+from awscrt import io as crt_io
 from smithy_aws_core.identity.static import StaticCredentialsResolver
 from smithy_core.exceptions import CallError, SmithyError, SmithyIdentityError
 from smithy_http.aio.crt import AWSCRTHTTPClient, AWSCRTHTTPClientConfig, _AWSCRTEventLoop
@@ -77,28 +78,28 @@ _AUTH_CODES = frozenset(
 
 
 class _Transport(AWSCRTHTTPClient):
-    """The CRT client, optionally trusting one extra CA file (a local endpoint's test CA).
+    """The CRT client with HTTP/2 forced, on a TLS context shared by the backend's sessions.
 
-    The CRT reads ``SSL_CERT_FILE`` only once per process, so a test that starts a TLS
-    endpoint in-process needs to hand its CA over here instead.
+    Every session gets its own transport (its own connection, so one dying stream takes no
+    other with it), but not its own TLS context: building one reads the trust store, which
+    blocks the event loop for 5 to 15 ms, at every hand-off, for every conversation in the
+    process. So this sets up what ``AWSCRTHTTPClient.__init__`` sets up (the SDK is pinned;
+    a test checks the attributes still match) with the context it is given.
     """
 
-    def __init__(self, *, eventloop: _AWSCRTEventLoop, ca_file: str = "") -> None:
-        super().__init__(
-            eventloop=eventloop, client_config=AWSCRTHTTPClientConfig(force_http_2=True)
-        )
-        self._ca_file = ca_file
+    def __init__(self, *, eventloop: _AWSCRTEventLoop, tls_ctx: Any) -> None:
+        self._config = AWSCRTHTTPClientConfig(force_http_2=True)
+        self._eventloop = eventloop
+        self._client_bootstrap = eventloop.bootstrap
+        self._tls_ctx = tls_ctx
+        self._socket_options = crt_io.SocketOptions()
+        self._connections = {}
+        self._closed = False
         self.crt_streams: list[Any] = []
         """Every CRT stream this transport started, so their writer tasks can be reaped."""
-        if ca_file:
-            from awscrt import io as crt_io
-
-            options = crt_io.TlsContextOptions()
-            options.override_default_trust_store_from_path(ca_filepath=ca_file)
-            self._tls_ctx = crt_io.ClientTlsContext(options)
 
     def __deepcopy__(self, memo: Any) -> _Transport:
-        return _Transport(eventloop=self._eventloop, ca_file=self._ca_file)
+        return _Transport(eventloop=self._eventloop, tls_ctx=self._tls_ctx)
 
     async def _await_response(self, stream: Any) -> Any:
         self.crt_streams.append(stream)
@@ -115,6 +116,18 @@ class _Transport(AWSCRTHTTPClient):
     def writer_tasks(self) -> list[asyncio.Future[Any]]:
         """The CRT's request-body writer tasks (one per stream; it owns no reference)."""
         return [w for s in self.crt_streams if (w := getattr(s, "_writer", None)) is not None]
+
+
+def tls_context(ca_file: str = "") -> Any:
+    """The CRT's TLS context: the system's trust store, or only ``ca_file`` when given.
+
+    The CRT reads ``SSL_CERT_FILE`` only once per process, so a test that starts a TLS
+    endpoint in-process hands its CA over here instead.
+    """
+    options = crt_io.TlsContextOptions()
+    if ca_file:
+        options.override_default_trust_store_from_path(ca_filepath=ca_file)
+    return crt_io.ClientTlsContext(options)
 
 
 def check_ca_file(path: str, name: str) -> None:
@@ -408,6 +421,7 @@ class BedrockBackend:
         if env_ca := os.environ.get("SSL_CERT_FILE"):
             check_ca_file(env_ca, "SSL_CERT_FILE")
         self._eventloop: _AWSCRTEventLoop | None = None
+        self._tls_ctx: Any = None
         self._sessions: set[BedrockSession] = set()
 
     @property
@@ -452,7 +466,9 @@ class BedrockBackend:
         b = self.settings.backend
         if self._eventloop is None:
             self._eventloop = _AWSCRTEventLoop()
-        transport = _Transport(eventloop=self._eventloop, ca_file=self._ca_file)
+        if self._tls_ctx is None:
+            self._tls_ctx = tls_context(self._ca_file)
+        transport = _Transport(eventloop=self._eventloop, tls_ctx=self._tls_ctx)
         client: AsyncBedrockRuntimeClient | None = None
         try:
             # A fresh key for each session (refreshed when it would expire within a session's
