@@ -1,4 +1,5 @@
-# The two commands of the quick start: `make run` and `make test`.
+# The two commands of the quick start: `make run` and `make test` (`make quick`: the tests
+# that take milliseconds, for the edit-test loop; `make test` and CI run everything).
 # Each one makes everything it needs: Debian packages, a Python >= 3.12, the pinned environment.
 
 PYTHON := $(shell scripts/find-python)
@@ -9,7 +10,7 @@ export UV_PYTHON := $(PYTHON)
 export UV_PYTHON_DOWNLOADS := never
 export UV_NATIVE_TLS := 1
 
-.PHONY: run test lint typecheck diagram bench clean
+.PHONY: run test quick lint typecheck diagram bench clean
 
 run: $(VENV)/.synced
 	$(VENV)/bin/sonic-fsm tui
@@ -20,6 +21,9 @@ test: $(VENV)/.synced
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 	$(VENV)/bin/pytest
+
+quick: $(VENV)/.synced
+	$(VENV)/bin/pytest -m "not slow" -q
 
 lint: $(VENV)/.synced
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .

@@ -133,12 +133,24 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--sdk", action="store_true", help="also run over the real AWS SDK")
     bench.add_argument(
         "--scenario",
-        choices=["all", "hand-off", "turn-taking", "tools", "memory"],
+        choices=["all", "hand-off", "turn-taking", "tools", "memory", *PARTS],
         default="all",
         help="hand-off: the long, real-time and SDK runs; turn-taking: pauses, endpointing "
         "levels, follow-ups and barge-ins near hand-offs; tools: tool questions across "
         "hand-offs (for --minutes, virtual time); memory (not in all): an --hours "
-        "conversation spooled to disk, its peak RSS and growth per simulated hour",
+        "conversation spooled to disk, its peak RSS and growth per simulated hour. "
+        "One part alone (not in all): audio: the audio adapters on a fake device; "
+        "emulator: the emulated model for --minutes; session-open: Bedrock sessions opened "
+        "and closed over the SDK (--opens); dashboard: the dashboard's cost (--seconds)",
+    )
+    bench.add_argument(
+        "--opens", type=int, default=30, help="session-open: sessions opened one by one"
+    )
+    bench.add_argument(
+        "--seconds", type=float, default=20.0, help="dashboard: real time for each run"
+    )
+    bench.add_argument(
+        "--burst", action="store_true", help="dashboard: flood the engine with events meanwhile"
     )
     bench.add_argument(
         "--turn-minutes", type=float, default=10.0, help="turn-taking: minutes per conversation"
@@ -362,6 +374,10 @@ def cmd_score(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     if args.concurrent is not None:
         return _bench_concurrent(args)
+    if args.scenario in PARTS:
+        figures = {args.scenario.replace("-", "_"): _bench_part(args)}
+        _write_figures(figures, args.json)
+        return 0
     from sonic_fsm.bench.run import main as bench_main
 
     return bench_main(
@@ -394,11 +410,45 @@ def _bench_concurrent(args: argparse.Namespace) -> int:
     if args.concurrent < 1 or args.concurrent_seconds < 20:
         raise UsageError("bench: --concurrent must be at least 1, --concurrent-seconds 20 or more")
     figures = concurrent.run(_load(args), args.concurrent, args.concurrent_seconds)
+    _write_figures(figures, args.json)
+    return 0 if figures["clean"] == figures["conversations"] else 1
+
+
+PARTS = ("audio", "emulator", "session-open", "dashboard")
+"""The bench scenarios that measure one part alone, each its own module in sonic_fsm/bench."""
+
+
+def _bench_part(args: argparse.Namespace) -> dict[str, Any]:
+    if args.scenario == "audio":
+        from sonic_fsm.bench import audio
+
+        return audio.run()
+    if args.scenario == "emulator":
+        from sonic_fsm.bench import model_speed
+
+        if not 0 < args.minutes <= model_speed.MAX_MINUTES:
+            raise UsageError(
+                f"bench: --minutes must be above 0 and at most {model_speed.MAX_MINUTES:g}"
+            )
+        return model_speed.run(_load(args), args.minutes)
+    if args.scenario == "session-open":
+        if args.opens < 1:
+            raise UsageError("bench: --opens must be at least 1")
+        from sonic_fsm.bench import session_open
+
+        return session_open.run(_load(args), args.opens)
+    if args.seconds <= 0:
+        raise UsageError("bench: --seconds must be above 0")
+    from sonic_fsm.bench import dashboard
+
+    return dashboard.run(_load(args, dashboard.DEMO_OVERRIDES), args.seconds, args.burst)
+
+
+def _write_figures(figures: dict[str, Any], path: str | None) -> None:
     text = json.dumps(figures, indent=2)
     print(text)
-    if args.json:
-        Path(args.json).write_text(text + "\n")
-    return 0 if figures["clean"] == figures["conversations"] else 1
+    if path:
+        Path(path).write_text(text + "\n")
 
 
 class UsageError(ValueError):

@@ -30,6 +30,8 @@ from sonic_fsm.runner import Runner, RunResult
 from sonic_fsm.settings import Settings, load
 from sonic_fsm.tools import Tool
 
+pytestmark = pytest.mark.slow  # the real SDK over HTTP/2 against the endpoint, in real time
+
 KEY_ID = "AKIDSONICFSMTEST0002"
 SECRET = "emulator-secret-for-engine-tests"
 

@@ -3,6 +3,7 @@ oracle from what was spoken and what the speaker played."""
 
 from __future__ import annotations
 
+import pytest
 from conftest import converse
 
 from nova_emulator.model import Faults
@@ -16,6 +17,7 @@ def slow_next_sessions(n: int) -> Faults:
     return Faults(start_delay_seconds=8.0) if n > 1 else Faults()
 
 
+@pytest.mark.slow  # a 30-minute conversation: seconds of CPU
 def test_thirty_minute_conversation_answers_everything_once() -> None:
     settings = load(None, ["session_limit_seconds=480"])
     out = converse(

@@ -374,6 +374,7 @@ def test_the_recogniser_hook_gets_the_utterance_audio() -> None:
     assert len(ears.heard) == 1 and 1.7 * 32000 < ears.heard[0] < 2.1 * 32000
 
 
+@pytest.mark.slow  # espeak-ng runs as a process
 @pytest.mark.skipif(
     not rec.available(),
     reason="pocketsphinx (the optional 'recogniser' extra) is not installed here: "
@@ -873,6 +874,7 @@ def test_deferred_recognition_keeps_utterances_in_order() -> None:
     assert finals[0].startswith("Hello!") and finals[1] == "answer to utterance 3"
 
 
+@pytest.mark.slow  # real time
 def test_in_real_time_the_backend_recognises_off_the_event_loop() -> None:
     import time
 
@@ -917,6 +919,7 @@ def test_in_real_time_the_backend_recognises_off_the_event_loop() -> None:
 # ---- over the wire: the endpoint serves the same behaviour --------------------------------
 
 
+@pytest.mark.slow  # the endpoint over real sockets, in real time
 def test_over_the_endpoint_a_rule_and_the_tool_use_behave_as_in_process(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
@@ -976,6 +979,7 @@ def test_over_the_endpoint_a_rule_and_the_tool_use_behave_as_in_process(
     assert texts == ["what time is it", "toolUse", "It is 07:00.", "It is 07:00."]
 
 
+@pytest.mark.slow  # espeak-ng runs as a process; pocketsphinx listens 10 times to each line
 @pytest.mark.skipif(
     not rec.available(),
     reason="pocketsphinx (the optional 'recogniser' extra) is not installed here: "

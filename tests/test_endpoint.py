@@ -360,6 +360,7 @@ def trust(tls_files: TlsFiles, monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name, raising=False)
 
 
+@pytest.mark.slow  # the real SDK over HTTP/2
 def test_sdk_talks_to_the_endpoint_echo(tls_files: TlsFiles, trust: None) -> None:
     backend = EchoBackend()
 
@@ -381,6 +382,7 @@ def test_sdk_talks_to_the_endpoint_echo(tls_files: TlsFiles, trust: None) -> Non
     assert stats.frames_in == 3  # two events and the signed empty frame
 
 
+@pytest.mark.slow  # the real SDK over HTTP/2
 def test_sdk_wrong_secret_is_refused(tls_files: TlsFiles, trust: None) -> None:
     from smithy_core.exceptions import CallError
 
@@ -398,6 +400,7 @@ def test_sdk_wrong_secret_is_refused(tls_files: TlsFiles, trust: None) -> None:
         assert thread.call(lambda: endpoint.stats.auth_refused) == 1
 
 
+@pytest.mark.slow  # the real SDK over HTTP/2
 def test_sdk_raises_the_modeled_exception_echo(tls_files: TlsFiles, trust: None) -> None:
     from aws_sdk_bedrock_runtime.models import ValidationException
 
@@ -563,6 +566,7 @@ def test_serve_reports_a_bad_setting_in_one_line(
     assert "nope" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # a shell runs as a process
 def test_exports_are_shell_safe(tls_files: TlsFiles) -> None:
     creds = Credentials(access_key_id="AKIA", secret_access_key="a b'c$d")
     lines = serve_cli.exports("https://127.0.0.1:1", tls_files, creds, "us-east-1")
@@ -572,6 +576,7 @@ def test_exports_are_shell_safe(tls_files: TlsFiles) -> None:
     assert lines[0].startswith("# ")
 
 
+@pytest.mark.slow  # a process, the real SDK and SIGTERM
 def test_serve_command_exports_drive_the_sdk_and_sigterm_stops_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -654,6 +659,7 @@ def assert_turn(events: list[dict[str, Any]], n: int) -> None:
     assert marks == [("A", n), ("B", n)]  # the whole marked answer arrived, in order
 
 
+@pytest.mark.slow  # the real SDK over HTTP/2
 def test_sdk_completes_a_turn_with_the_emulator(tls_files: TlsFiles, trust: None) -> None:
     async def go(url: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         s = await SdkStream.open(await sdk_client(url))
@@ -669,6 +675,7 @@ def test_sdk_completes_a_turn_with_the_emulator(tls_files: TlsFiles, trust: None
     assert (stats.streams_completed, stats.streams_failed, stats.auth_refused) == (1, 0, 0)
 
 
+@pytest.mark.slow  # the real SDK over HTTP/2
 def test_sdk_raises_a_validation_exception_from_the_emulator(
     tls_files: TlsFiles, trust: None
 ) -> None:
@@ -789,6 +796,7 @@ def test_a_stream_opened_before_the_servers_settings_still_gets_its_window(
         assert_turn(run(go(endpoint), timeout=20), 5)
 
 
+@pytest.mark.slow  # fifty streams in real time (over the SDK or the wire)
 @pytest.mark.parametrize("client_kind", ["sdk", "wire"])
 def test_fifty_concurrent_streams_each_complete_a_turn(
     tls_files: TlsFiles, trust: None, client_kind: str
@@ -838,6 +846,7 @@ def test_fifty_concurrent_streams_each_complete_a_turn(
     assert stats.peak_active == n_streams
 
 
+@pytest.mark.slow  # the real SDK over HTTP/2
 def test_a_refused_start_reaches_the_sdk_as_its_throttling_exception(
     tls_files: TlsFiles, trust: None
 ) -> None:
@@ -859,6 +868,7 @@ def test_a_refused_start_reaches_the_sdk_as_its_throttling_exception(
         run(go(endpoint.url), timeout=20)
 
 
+@pytest.mark.slow  # a process and SIGINT
 def test_sigint_ends_open_streams_and_exits_cleanly(tmp_path: Path) -> None:
     cmd = [sys.executable, "-m", "nova_emulator.serve_cli", "serve", "--port", "0"]
     proc = subprocess.Popen(
@@ -907,6 +917,7 @@ def test_sigint_ends_open_streams_and_exits_cleanly(tmp_path: Path) -> None:
             proc.wait()
 
 
+@pytest.mark.slow  # the real SDK over HTTP/2
 def test_a_frame_altered_after_the_sdk_signed_it_is_refused(
     tls_files: TlsFiles, trust: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:

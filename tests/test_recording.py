@@ -219,6 +219,7 @@ KILLED_WRITER = textwrap.dedent(
 )
 
 
+@pytest.mark.slow  # a process, killed
 def test_recording_survives_a_kill(tmp_path: Path) -> None:
     proc = subprocess.Popen(
         [sys.executable, "-c", KILLED_WRITER, str(tmp_path)],

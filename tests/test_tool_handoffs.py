@@ -205,6 +205,7 @@ def test_the_tools_bench_scenario_reports_every_count(tmp_path: Path) -> None:
     assert f["tool_ran_twice"] == [] and "tool_added_reply_delay_ms_p99" in f
 
 
+@pytest.mark.slow  # hypothesis plays 40 whole conversations
 @settings(max_examples=40, deadline=None, derandomize=True)
 @given(
     asked_at=st.floats(24.0, 58.0),

@@ -442,6 +442,7 @@ async def test_a_burst_of_changes_between_polls_is_rendered_once() -> None:
         assert app.snapshot is not None and app.snapshot.now == 5000.0
 
 
+@pytest.mark.slow  # the real poll timer and real sleeps
 @sync
 async def test_the_timer_polls_and_never_renders_more_often_than_it_polls() -> None:
     source = BurstySource()
@@ -548,6 +549,7 @@ def emulator_conversation() -> Runner:
     return build_conversation(s, mic="null", speaker="null", finish_when_input_ends=False)
 
 
+@pytest.mark.slow  # a conversation on the emulator in real time
 @sync
 async def test_on_the_emulator_h_moves_the_strip_through_a_handoff_and_q_closes_it() -> None:
     conv = emulator_conversation()
@@ -611,6 +613,7 @@ def _speech_and_ears() -> bool:
     return espeak_available() and available()
 
 
+@pytest.mark.slow  # espeak-ng runs as a process; pocketsphinx listens
 @pytest.mark.skipif(
     not _speech_and_ears(),
     reason="needs espeak-ng and sox (scripts/system-deps) and pocketsphinx (the recogniser extra)",

@@ -236,31 +236,9 @@ def memory(settings: Settings, hours: float) -> dict[str, Any]:
 
 def over_sdk(settings: Settings, minutes: float) -> dict[str, Any]:
     """The real-time conversation through the real SDK against the local endpoint."""
-    import tempfile
+    from sonic_fsm.bench.endpoint import sdk_backend
 
-    from nova_emulator.server import Endpoint, EndpointThread
-    from nova_emulator.sigv4 import Credentials as EndpointCredentials
-    from nova_emulator.tls import ensure_certificates, server_context
-    from sonic_fsm import credentials
-    from sonic_fsm.backends.bedrock import BedrockBackend
-
-    key_id, secret = "AKIDBENCHEXAMPLE", "bench-secret"
-    tls = ensure_certificates(Path(tempfile.mkdtemp(prefix="sonic-bench-")))
-
-    def make() -> Endpoint:
-        return Endpoint(
-            backend=LocalBackend(settings, _slow_next),
-            credentials=EndpointCredentials(access_key_id=key_id, secret_access_key=secret),
-            tls=server_context(tls),
-        )
-
-    with EndpointThread(make) as endpoint:
-        client = replace(
-            settings, **{"backend.kind": "bedrock", "backend.endpoint_uri": endpoint.url}
-        )
-        backend = BedrockBackend(
-            client, credentials=credentials.static(key_id, secret), ca_file=str(tls.ca_cert)
-        )
+    with sdk_backend(settings, _slow_next) as (client, backend):
         return conversation(client, minutes, backend=backend, virtual=False)
 
 

@@ -1,0 +1,78 @@
+"""``sonic-fsm bench --scenario audio | emulator | session-open | dashboard``, each run tiny
+through the command line, so they keep working: every figure is there, nothing is timed."""
+
+from __future__ import annotations
+
+import functools
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sonic_fsm import cli
+from sonic_fsm.bench import audio
+
+
+def bench(tmp_path: Path, *args: str) -> dict[str, Any]:
+    out = tmp_path / "figures.json"
+    assert cli.main(["bench", *args, "--json", str(out)]) == 0
+    return json.loads(out.read_text())
+
+
+def test_the_emulator_scenario_answers_every_utterance(tmp_path: Path) -> None:
+    f = bench(tmp_path, "--scenario", "emulator", "--minutes", "0.5")["emulator"]
+    assert f["virtual_seconds"] == pytest.approx(36.0, abs=0.1)  # whole 12 s spans
+    assert f["spoken"] == f["answered"] == 3
+    assert f["wall_seconds"] > 0 and f["sim_speed"] > 0
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["--scenario", "emulator", "--minutes", "0"], "--minutes must be above 0"),
+        (["--scenario", "emulator", "--minutes", "2000"], "at most 1400"),
+        (["--scenario", "session-open", "--opens", "0"], "--opens must be at least 1"),
+        (["--scenario", "dashboard", "--seconds", "0"], "--seconds must be above 0"),
+    ],
+)
+def test_a_bad_size_is_one_line(args: list[str], says: str, capsys) -> None:
+    assert cli.main(["bench", *args]) == 2
+    err = capsys.readouterr().err
+    assert says in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.slow  # a thread plays the device in real time
+def test_the_audio_scenario_measures_capture_flush_and_recording(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(audio, "run", functools.partial(audio.run, 4, 2, 3))
+    f = bench(tmp_path, "--scenario", "audio")["audio"]
+    for capture in (f["capture_idle"], f["capture_busy"]):
+        assert capture["chunks"] == 4
+        assert 0 < capture["latency_us_p50"] <= capture["latency_us_max"]
+        assert capture["callback_us_p99"] is not None
+    assert f["flush"]["silence_within_ms"] == pytest.approx(42.7)
+    dropped = [f["flush"][k]["bytes_dropped"] for k in ("1s", "10s", "60s")]
+    assert 0 < dropped[0] < dropped[1] < dropped[2]
+    assert f["recording"]["chunks"] == 3 and f["recording"]["received_us_p99"] is not None
+
+
+@pytest.mark.slow  # the real SDK over HTTP/2
+def test_the_session_open_scenario_opens_and_closes_over_the_sdk(tmp_path: Path) -> None:
+    f = bench(tmp_path, "--scenario", "session-open", "--opens", "2")["session_open"]
+    assert f["sequential"]["n"] == 2 and f["two_at_once"]["n"] == 2
+    for part in f.values():
+        assert part["open_ms_p50"] > 0 and part["close_ms_p99"] >= part["close_ms_p50"] > 0
+
+
+@pytest.mark.slow  # the real dashboard on the demo conversation, in real time
+@pytest.mark.parametrize("burst", [False, True])
+def test_the_dashboard_scenario_runs_the_real_dashboard(tmp_path: Path, burst: bool) -> None:
+    args = ["--scenario", "dashboard", "--seconds", "1", *(["--burst"] if burst else [])]
+    f = bench(tmp_path, *args)["dashboard"]
+    assert "polls_per_second" not in f["engine_only"]
+    shown = f["with_dashboard"]
+    assert shown["polls_per_second"] > 0 and shown["screen_updates_per_second"] > 0
+    assert f["engine_only"]["engine_events_per_second"] > 0
+    assert ("engine_events_kept_pct" if burst else "dashboard_cpu_pct") in f
