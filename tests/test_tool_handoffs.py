@@ -7,8 +7,11 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
+from itertools import product
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -98,13 +101,18 @@ def tool_lines(*items: tuple[float, int, bool]) -> list[Line]:
     return [Line(number=n, at=at, tool=tool) for at, n, tool in items]
 
 
+def cases(names: str, every: Iterable[tuple[Any, ...]], quick: list[tuple[Any, ...]]) -> Any:
+    """``parametrize`` over ``every`` case: the ``quick`` ones in every run, the others only in
+    the whole suite (each case is a whole conversation; ``make quick`` plays a few)."""
+    params = [c if c in quick else pytest.param(*c, marks=pytest.mark.slow) for c in every]
+    return pytest.mark.parametrize(names, params)
+
+
 def slow_next(seconds: float) -> FaultPlan:
     return lambda n: Faults(start_delay_seconds=seconds) if n > 1 else Faults()
 
 
-@pytest.mark.parametrize(
-    ("latency", "next_opens_in"), [(0.5, 4.3), (5.0, 4.5), (5.0, 6.0), (5.0, 8.0)]
-)
+@cases("latency, next_opens_in", [(0.5, 4.3), (5.0, 4.5), (5.0, 6.0), (5.0, 8.0)], [(5.0, 6.0)])
 def test_a_tool_outstanding_at_the_handoff_point_holds_the_handoff(
     latency: float, next_opens_in: float
 ) -> None:
@@ -123,8 +131,7 @@ def test_a_tool_outstanding_at_the_handoff_point_holds_the_handoff(
     assert not any("left behind" in x or "was handed over" in x for x in t.run.log)
 
 
-@pytest.mark.parametrize("latency", [0.5, 5.0, 15.0])
-@pytest.mark.parametrize("asked_at", [47.0, 49.5, 51.0])
+@cases("latency, asked_at", product([0.5, 5.0, 15.0], [47.0, 49.5, 51.0]), [(15.0, 49.5)])
 def test_a_tool_outstanding_at_the_hard_deadline_is_answered_once_by_the_next_session(
     latency: float, asked_at: float
 ) -> None:
@@ -136,8 +143,7 @@ def test_a_tool_outstanding_at_the_hard_deadline_is_answered_once_by_the_next_se
     assert t.run.result.metrics["recoveries"] == 0
 
 
-@pytest.mark.parametrize("latency", [0.5, 5.0])
-@pytest.mark.parametrize("dies_at", [10.5, 12.0, 14.0])
+@cases("latency, dies_at", product([0.5, 5.0], [10.5, 12.0, 14.0]), [(5.0, 12.0)])
 def test_a_tool_outstanding_when_the_current_session_dies(latency: float, dies_at: float) -> None:
     lines = tool_lines((5.0, 1, False), (9.0, 2, True), (25.0, 3, False))
 
@@ -149,8 +155,11 @@ def test_a_tool_outstanding_when_the_current_session_dies(latency: float, dies_a
     assert t.run.result.metrics["recoveries"] == 1
 
 
-@pytest.mark.parametrize("latency", [0.5, 5.0])
-@pytest.mark.parametrize("fault", ["refuse_start", "never_ready", "die_at_seconds"])
+@cases(
+    "latency, fault",
+    product([0.5, 5.0], ["refuse_start", "never_ready", "die_at_seconds"]),
+    [(5.0, "refuse_start"), (5.0, "never_ready"), (5.0, "die_at_seconds")],
+)
 def test_a_tool_outstanding_when_the_next_session_fails(latency: float, fault: str) -> None:
     """The next session fails about 5 s after it began opening: during the 5 s tool (asked
     about 4 s in), after the 0.5 s one."""
