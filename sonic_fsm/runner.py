@@ -100,20 +100,19 @@ class Runner:
             return False
         return self.conversation.answer_pending or self.speaker_busy(self.now())
 
-    def submit(self, event: ev.Operator) -> None:
-        """An operator's command (the dashboard's keys), from the loop's thread."""
-        conv = self.conversation
-        match event.command:
-            case "force_handoff":
-                conv.force_handoff()
-            case "mute" | "unmute":
-                conv.set_muted(event.command == "mute")
-            case "recording_on" | "recording_off":
-                conv.set_recording(event.command == "recording_on")
-            case "stop":
-                conv.stop()
-            case other:
-                raise ValueError(f"unknown operator command {other!r}")
+    # The operator's calls (the dashboard's keys): the public API's.
+
+    def force_handoff(self) -> None:
+        self.conversation.force_handoff()
+
+    def set_muted(self, muted: bool) -> None:
+        self.conversation.set_muted(muted)
+
+    def set_recording(self, on: bool) -> None:
+        self.conversation.set_recording(on)
+
+    def stop(self) -> None:
+        self.conversation.stop()
 
     def request_stop(self, reason: str) -> None:
         """End the conversation properly (a signal handler on the loop's thread calls this):

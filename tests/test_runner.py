@@ -9,7 +9,6 @@ from sonic_fsm import clock
 from sonic_fsm.audio.wav import TimelineSink
 from sonic_fsm.backends.local import LocalBackend
 from sonic_fsm.bench.script import ReactiveSource, evenly
-from sonic_fsm.core.events import Operator
 from sonic_fsm.recording import SessionRecorder
 from sonic_fsm.runner import Runner
 from sonic_fsm.settings import load
@@ -55,11 +54,11 @@ def test_operator_records_on_demand_and_views_see_the_path(tmp_path: Path) -> No
     async def main() -> None:
         run = asyncio.create_task(conv.run())
         await asyncio.sleep(1.0)
-        conv.submit(Operator(command="recording_on"))
+        conv.set_recording(True)
         await asyncio.sleep(1.0)
         snap = conv.snapshot()
         assert snap is not None and snap.recording
-        conv.submit(Operator(command="force_handoff"))
+        conv.force_handoff()
         await asyncio.sleep(2.0)
         snap = conv.snapshot()
         assert snap is not None

@@ -20,7 +20,6 @@ from textual.worker import WorkerState
 from sonic_fsm import settings
 from sonic_fsm.audio.talker import RECALL
 from sonic_fsm.core import machine
-from sonic_fsm.core.events import Operator
 from sonic_fsm.core.snapshot import TranscriptLine
 from sonic_fsm.errors import SessionError
 from sonic_fsm.runner import Runner
@@ -61,7 +60,7 @@ def sync(test: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., None]:
 
 
 def commands(source: sample.FixedSource) -> list[str]:
-    return [e.command for e in source.submitted]
+    return list(source.submitted)
 
 
 def screen_text(app: Dashboard) -> str:
@@ -266,9 +265,9 @@ class RunningSource(sample.FixedSource):
         self.stopped = asyncio.Event()
         self.finished = False
 
-    def submit(self, event: Operator) -> None:
-        super().submit(event)
-        if event.command == "stop" and not self.stubborn:
+    def stop(self) -> None:
+        super().stop()
+        if not self.stubborn:
             self.stopped.set()
 
     async def run(self) -> None:

@@ -3,14 +3,15 @@
 The app owns one reactive, ``snapshot``, and binds it into every panel. It polls the
 source about ten times a second and sets the reactive only when the snapshot changed, so
 the engine never waits for the screen and a burst of engine events costs one repaint.
-It takes any source with ``snapshot()`` and ``submit(event)`` (and, optionally, an
-``async run()`` that it runs as a worker): the real conversation, or a fixed one in tests.
+It takes any source with ``snapshot()`` and the public API's operator calls (and,
+optionally, an ``async run()`` that it runs as a worker): the real conversation
+(:class:`sonic_fsm.runner.Runner` on :class:`sonic_fsm.api.Conversation`), or a fixed one
+in tests.
 """
 
 from __future__ import annotations
 
 import asyncio
-import inspect
 import sys
 import traceback
 from collections.abc import Callable
@@ -29,7 +30,6 @@ from sonic_fsm import settings as settings_mod
 from sonic_fsm.audio.base import AudioDeviceError
 from sonic_fsm.audio.talker import TalkerError
 from sonic_fsm.audio.wav import WavFormatError
-from sonic_fsm.core.events import Operator
 from sonic_fsm.core.snapshot import Snapshot
 from sonic_fsm.credentials import CredentialsError
 from sonic_fsm.errors import SessionError
@@ -66,13 +66,20 @@ DIAGRAM_FILE = "sonic-fsm-diagram.md"
 
 
 class Source(Protocol):
-    """What the dashboard needs from a conversation (``run`` is optional)."""
+    """What the dashboard needs from a conversation: what :class:`sonic_fsm.api.Conversation`
+    offers (``run`` is optional)."""
 
     def snapshot(self) -> Snapshot | None:
         """The latest state of the conversation; ``None`` until it has started."""
         ...
 
-    def submit(self, event: Operator) -> object: ...
+    def force_handoff(self) -> None: ...
+
+    def set_muted(self, muted: bool) -> None: ...
+
+    def set_recording(self, on: bool) -> None: ...
+
+    def stop(self) -> None: ...
 
 
 class Dashboard(App[int]):
@@ -203,22 +210,15 @@ class Dashboard(App[int]):
 
     # -- operator keys ----------------------------------------------------------------
 
-    async def submit(self, command: str) -> None:
-        result = self.source.submit(Operator(command=command))
-        if inspect.isawaitable(result):
-            await result
-
-    async def action_handoff(self) -> None:
-        await self.submit("force_handoff")
+    def action_handoff(self) -> None:
+        self.source.force_handoff()
         self.notify("Hand-off requested.", timeout=2)
 
-    async def action_mute(self) -> None:
-        muted = bool(self.snapshot and self.snapshot.muted)
-        await self.submit("unmute" if muted else "mute")
+    def action_mute(self) -> None:
+        self.source.set_muted(not (self.snapshot and self.snapshot.muted))
 
-    async def action_recording(self) -> None:
-        recording = bool(self.snapshot and self.snapshot.recording)
-        await self.submit("recording_off" if recording else "recording_on")
+    def action_recording(self) -> None:
+        self.source.set_recording(not (self.snapshot and self.snapshot.recording))
 
     def action_diagram(self) -> None:
         # Imported here: rendering the diagram is only needed on this key.
@@ -254,7 +254,7 @@ class Dashboard(App[int]):
         if self.engine is None:
             self.exit(0)
             return
-        await self.submit("stop")
+        self.source.stop()
         self.run_worker(self._stop_engine(), name="shutdown", group="shutdown", exclusive=True)
 
     async def _stop_engine(self) -> None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from sonic_fsm.core.events import Operator
 from sonic_fsm.core.snapshot import (
     SessionView,
     Snapshot,
@@ -155,18 +154,24 @@ class FixedSource:
     def __init__(self, snapshot: Snapshot, settings: Settings | None = None) -> None:
         self.current = snapshot
         self.settings = settings or Settings()
-        self.submitted: list[Operator] = []
+        self.submitted: list[str] = []
 
     def snapshot(self) -> Snapshot:
         return self.current
 
-    def submit(self, event: Operator) -> None:
-        self.submitted.append(event)
-        match event.command:
-            case "mute" | "unmute":
-                self.current = replace(self.current, muted=event.command == "mute")
-            case "recording_on" | "recording_off":
-                self.current = replace(self.current, recording=event.command == "recording_on")
+    def force_handoff(self) -> None:
+        self.submitted.append("force_handoff")
+
+    def set_muted(self, muted: bool) -> None:
+        self.submitted.append("mute" if muted else "unmute")
+        self.current = replace(self.current, muted=muted)
+
+    def set_recording(self, on: bool) -> None:
+        self.submitted.append("recording_on" if on else "recording_off")
+        self.current = replace(self.current, recording=on)
+
+    def stop(self) -> None:
+        self.submitted.append("stop")
 
 
 if __name__ == "__main__":

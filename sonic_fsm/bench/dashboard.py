@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from sonic_fsm.core.events import Operator, Tick
+from sonic_fsm.core.events import Tick
 from sonic_fsm.runner import Runner
 from sonic_fsm.settings import Settings
 from sonic_fsm.wiring import build_conversation
@@ -49,7 +49,7 @@ async def _flood(runner: Runner, seconds: float, batch: int = 500) -> None:
 async def _alone(runner: Runner, seconds: float, burst: bool) -> None:
     task = asyncio.create_task(runner.run())
     await (_flood(runner, seconds) if burst else asyncio.sleep(seconds))
-    runner.submit(Operator(command="stop"))
+    runner.stop()
     await asyncio.wait_for(task, QUIT_SECONDS)
 
 
