@@ -27,6 +27,7 @@ from sonic_fsm.settings import Settings
 
 SETTLE_SECONDS = 2.0  # quiet time after the input ended before a headless run finishes
 MAX_TAIL_SECONDS = 60.0  # a headless run never waits longer than this after its input ended
+FEEDBACK_SECONDS = 0.2  # how often a speaker that counts what it really played reports it
 
 
 @dataclass
@@ -47,7 +48,10 @@ class Runner:
     The source's frames go in with ``send_audio``; after the source ends, silence goes on
     (a microphone keeps streaming, so the model can end-point the last utterance) and, with
     ``finish_when_input_ends``, the run ends once all is answered and played. The
-    conversation's audio goes to the sink, its log lines to ``log``.
+    conversation's audio goes to the sink, its log lines to ``log``. A sink that counts what
+    its device has really played (``played_bytes``: the speaker) reports it every
+    :data:`FEEDBACK_SECONDS` with what it still has queued (the API's playback feedback);
+    the others play in real time from delivery, as the engine assumes without feedback.
     """
 
     def __init__(
@@ -75,6 +79,7 @@ class Runner:
         self._input_ended_at: float | None = None
         self._quiet_since: float | None = None
         self._because: str | None = None  # set when this runner asked for the end
+        self._next_feedback = 0.0
 
     # ---- the public face ---------------------------------------------------------------
 
@@ -165,6 +170,7 @@ class Runner:
             if conv.closed:
                 return
             conv.send_audio(pcm)
+            self._feedback()
         self._input_ended_at = self.now()
         # A microphone keeps streaming after the speaker stops: silence, so the model can
         # end-point the last utterance and the stream stays alive until the run ends.
@@ -176,6 +182,7 @@ class Runner:
             if conv.closed:
                 return
             conv.send_audio(silence)
+            self._feedback()
             self._check_finished()
 
     async def _play(self) -> api.Ended:
@@ -190,6 +197,14 @@ class Runner:
                 case api.Ended():
                     return event
         raise AssertionError("events() ends with Ended")  # pragma: no cover
+
+    def _feedback(self) -> None:
+        played = getattr(self.sink, "played_bytes", None)
+        now = self.now()
+        if played is None or now < self._next_feedback:
+            return
+        self._next_feedback = now + FEEDBACK_SECONDS
+        self.conversation.played(played, self.sink.queued_seconds(now))
 
     def _check_finished(self) -> None:
         if not self.finish_when_input_ends or self._input_ended_at is None:
