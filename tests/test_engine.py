@@ -33,11 +33,16 @@ def test_a_fatal_error_stops_with_its_reason_instead_of_retrying() -> None:
     assert not any(isinstance(e, fx.OpenSession) for e in effects)
 
 
-def test_a_retryable_error_opens_a_replacement() -> None:
+def test_a_retryable_error_opens_a_replacement_after_a_backoff() -> None:
     engine = started()
     failed = ev.SessionFailed(session_id="s1", code="ModelStreamErrorException", message="x")
     effects = engine.handle(failed, 1.0)
     assert engine.state is State.RECOVERING
+    assert not any(isinstance(e, fx.OpenSession) for e in effects)
+    assert any("[RETRY]" in e.line for e in effects if isinstance(e, fx.Log))
+    retry_at = engine.next_deadline()
+    assert retry_at is not None and 1.25 <= retry_at <= 1.5  # attempt 1: base/2 to base
+    effects = engine.handle(ev.Tick(), retry_at)
     assert [e.session_id for e in effects if isinstance(e, fx.OpenSession)] == ["s2"]
 
 

@@ -113,7 +113,9 @@ class EngineMachine(RuleBasedStateMachine):
         self.live_this_step = []
         self.absorb(self.engine.handle(event, self.now))
         if self.engine.state is State.STOPPED and self.stopped_at is None:
-            self.stopped_at = self.seq + 1  # frames after this go nowhere, by design
+            # Frames after this go nowhere, by design. A frame cannot stop the conversation
+            # itself: a stop found while handling one is a timer due before it.
+            self.stopped_at = self.seq if isinstance(event, ev.MicFrame) else self.seq + 1
 
     def open_sessions(self, *roles: str) -> list[str]:
         return sorted(s.id for s in self.engine.sessions.values() if s.role in roles)
@@ -348,13 +350,14 @@ def test_the_user_speaking_after_the_end_stops_the_last_answer() -> None:
     over it: the speaker stops (invariant 7, whatever the state)."""
     m = EngineMachine()
     m.assistant_chunks(samples=24000)
-    for sid, dt in (("s1", 0.0), ("s2", 1.0), ("s3", 1.0), ("s4", 2.0)):
+    # Each replacement opens after its backoff (at most 0.5, 1 and 2 s): 3 retries, then
+    # the fourth failure in a row ends the conversation.
+    for sid, dt in (("s1", 0.5), ("s2", 1.0), ("s3", 2.0)):
         m.session_dies(closed=False, data=Drawn(sid))
-        if dt:
-            m.time_passes(dt=dt)
+        m.time_passes(dt=dt)
     for _ in range(3):  # spec, audio start, one second of audio
-        m.assistant_step(data=Drawn("s5"))
-    m.session_dies(closed=False, data=Drawn("s5"))
+        m.assistant_step(data=Drawn("s4"))
+    m.session_dies(closed=False, data=Drawn("s4"))
     assert m.engine.state is State.STOPPED
     m.mic(count=1, speech=True)
 

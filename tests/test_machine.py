@@ -99,6 +99,11 @@ CASES: dict[str, dict[str, bool]] = {
         "forced": True,
         "has_current": False,
     },
+    "no current, no retries": {
+        "has_ready_next": False,
+        "has_current": False,
+        "retries_left": False,
+    },
 }
 
 S = State
@@ -111,7 +116,6 @@ UNGUARDED: dict[State, dict[str, Outcome]] = {
     S.NORMAL: {
         "threshold_reached": S.MONITORING,
         "deadline_reached": S.BUFFERING,
-        "current_failed": S.RECOVERING,
         "force_handoff": S.BUFFERING,
         "stop": S.STOPPED,
     },
@@ -119,13 +123,11 @@ UNGUARDED: dict[State, dict[str, Outcome]] = {
         "assistant_audio_started": S.BUFFERING,
         "audio_start_timed_out": S.BUFFERING,
         "deadline_reached": S.BUFFERING,
-        "current_failed": S.RECOVERING,
         "force_handoff": S.BUFFERING,
         "stop": S.STOPPED,
     },
     S.BUFFERING: {
         "next_failed": RETRIES,
-        "current_failed": S.RECOVERING,
         "stop": S.STOPPED,
     },
     S.HANDOFF: {
@@ -134,7 +136,6 @@ UNGUARDED: dict[State, dict[str, Outcome]] = {
     },
     S.PROMOTED: {
         "old_session_done": S.NORMAL,
-        "current_failed": S.RECOVERING,
         "stop": S.STOPPED,
     },
     S.RECOVERING: {
@@ -154,12 +155,30 @@ AT_HANDOFF_POINT: dict[str, Outcome] = {
     "tool outstanding": STAYS,
     "tool outstanding but forced": S.HANDOFF,
     "no current, next not ready, forced": STAYS,
+    "no current, no retries": STAYS,
+}
+
+# A failure of the current session is replaced while retries last; else the conversation
+# ends (retries exhausted).
+CURRENT_FAILED: dict[str, Outcome] = {
+    "handoff point": S.RECOVERING,
+    "next not ready": S.RECOVERING,
+    "turn unsettled": S.RECOVERING,
+    "unsettled but forced, no retries": S.STOPPED,
+    "tool outstanding": S.RECOVERING,
+    "tool outstanding but forced": S.RECOVERING,
+    "no current, next not ready, forced": S.RECOVERING,
+    "no current, no retries": S.STOPPED,
 }
 
 GUARDED: dict[tuple[State, str], dict[str, Outcome]] = {
     (S.BUFFERING, "turn_ended"): AT_HANDOFF_POINT,
     (S.BUFFERING, "next_ready"): AT_HANDOFF_POINT,
     (S.BUFFERING, "deadline_reached"): AT_HANDOFF_POINT,
+    (S.NORMAL, "current_failed"): CURRENT_FAILED,
+    (S.MONITORING, "current_failed"): CURRENT_FAILED,
+    (S.BUFFERING, "current_failed"): CURRENT_FAILED,
+    (S.PROMOTED, "current_failed"): CURRENT_FAILED,
     (S.HANDOFF, "next_failed"): {
         "handoff point": (S.BUFFERING, RETRY),
         "next not ready": (S.BUFFERING, RETRY),
@@ -168,6 +187,7 @@ GUARDED: dict[tuple[State, str], dict[str, Outcome]] = {
         "tool outstanding": (S.BUFFERING, RETRY),
         "tool outstanding but forced": (S.BUFFERING, RETRY),
         "no current, next not ready, forced": S.RECOVERING,
+        "no current, no retries": S.STOPPED,
     },
     (S.RECOVERING, "next_failed"): {
         "handoff point": RETRIES,
@@ -177,6 +197,7 @@ GUARDED: dict[tuple[State, str], dict[str, Outcome]] = {
         "tool outstanding": RETRIES,
         "tool outstanding but forced": RETRIES,
         "no current, next not ready, forced": RETRIES,
+        "no current, no retries": S.STOPPED,
     },
 }
 

@@ -209,6 +209,7 @@ def _on_content_end(eng: Engine, sess: Session, c: pr.ContentEnd) -> None:
 
 def _turn_done(eng: Engine, sess: Session) -> None:
     eng.ledger.answer_ended(sess.id)
+    sess.answered = True
     if sess.audio_open is not None or sess.pending_speculative:
         return
     if sess.id == eng.old:

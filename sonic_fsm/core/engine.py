@@ -70,7 +70,8 @@ class Engine:
         self.playback = Playback(settings.audio.output_sample_rate)
         self.last_seq = -1
         self.forced = False
-        self.attempts = 0
+        self.attempts = 0  # failures in a row (sessions.count_failure)
+        self.last_failure_at: float | None = None
         self.retry_at: float | None = None
         self.monitoring_since: float | None = None
         self.handoff_started: float | None = None

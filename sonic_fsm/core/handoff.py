@@ -131,7 +131,6 @@ def promote(eng: Engine) -> None:
 
 def settle(eng: Engine) -> None:
     eng.forced = False
-    eng.attempts = 0
     eng.retry_at = None
     eng.monitoring_since = None
     eng.failed = None
@@ -140,11 +139,11 @@ def settle(eng: Engine) -> None:
 
 
 def start_recovery(eng: Engine) -> None:
+    """Into RECOVERING (after a failure that counts): the user's audio waits in the buffer
+    for a next session already opening, else for a replacement opened after a backoff."""
     eng.current = None
-    eng.attempts = 0
     eng.say(f"[RECOVERY] replacing {eng.failed}")
-    if eng.next is not None:
-        if eng.sessions[eng.next].ready:
-            eng.fire(Trigger.NEXT_READY)
-    else:
-        eng.next = sessions.open_session(eng, Role.NEXT)
+    if eng.next is None:
+        sessions.schedule_retry(eng)
+    elif eng.sessions[eng.next].ready:
+        eng.fire(Trigger.NEXT_READY)

@@ -194,7 +194,14 @@ TRANSITIONS: list[dict[str, Any]] = [
         "trigger": T.NEXT_FAILED,
         "source": S.HANDOFF,
         "dest": S.RECOVERING,
+        "conditions": [has_retries_left],
         "unless": [has_current],
+    },
+    {
+        "trigger": T.NEXT_FAILED,
+        "source": S.HANDOFF,
+        "dest": S.STOPPED,
+        "unless": [has_current, has_retries_left],
     },
     {
         "trigger": T.NEXT_FAILED,
@@ -213,6 +220,13 @@ TRANSITIONS: list[dict[str, Any]] = [
         "trigger": T.CURRENT_FAILED,
         "source": [S.NORMAL, S.MONITORING, S.BUFFERING, S.PROMOTED],
         "dest": S.RECOVERING,
+        "conditions": [has_retries_left],
+    },
+    {
+        "trigger": T.CURRENT_FAILED,
+        "source": [S.NORMAL, S.MONITORING, S.BUFFERING, S.PROMOTED],
+        "dest": S.STOPPED,
+        "unless": [has_retries_left],
     },
     {"trigger": T.NEXT_READY, "source": S.RECOVERING, "dest": S.HANDOFF, "after": "recover"},
     # --- the operator --------------------------------------------------------------------

@@ -45,16 +45,42 @@ class Session:
     audio_out_bytes: int = 0
     history_bytes: int = 0
     expires_at: float | None = None  # its signing credentials expire then (temporary keys)
+    ready_by: float = 0.0  # it must have accepted its opening events by then (see ready_by)
+    answered: bool = False  # it finished an answer: the service works (see count_failure)
 
     @property
     def turn_in_progress(self) -> bool:
         return self.pending_speculative > 0 or self.audio_open is not None
 
 
+PROVEN_SECONDS = 30.0
+"""A session alive this long, or one that finished an answer, has proven that the service
+works: the failures before it no longer count against ``backend.max_retries``."""
+
+
+def ends_at(eng: Engine, sess: Session) -> float:
+    """When the service ends ``sess``: its session limit, or its credentials' expiry."""
+    end = sess.opened_at + eng.s.session_limit_seconds
+    return end if sess.expires_at is None else min(end, sess.expires_at)
+
+
+def ready_by(eng: Engine) -> float:
+    """When a session opened now must have accepted its opening events: after
+    ``next_session_ready_timeout_seconds``, and never later than the user's audio can wait
+    for it. While a current session takes the audio, that is the current session's end (the
+    next one must be ready before it); when the audio waits in the buffer (the first
+    session, a replacement), it is the buffer's duration."""
+    wait = eng.now + eng.s.next_session_ready_timeout_seconds
+    cur = eng.sessions.get(eng.current or "")
+    if cur is not None and cur.role is Role.CURRENT and cur.live and ends_at(eng, cur) > eng.now:
+        return min(wait, ends_at(eng, cur))
+    return min(wait, eng.now + eng.s.audio_buffer_duration_seconds)
+
+
 def open_session(eng: Engine, role: Role) -> str:
     sid = f"s{next(eng.session_ids)}"
     prompt = f"prompt-{sid}"
-    sess = Session(sid, prompt, f"{prompt}-audio", eng.now, role)
+    sess = Session(sid, prompt, f"{prompt}-audio", eng.now, role, ready_by=ready_by(eng))
     eng.sessions[sid] = sess
     eng.metrics.sessions_opened += 1
     b = eng.s.backend
@@ -131,23 +157,47 @@ def on_failed(eng: Engine, sid: str, why: str, retryable: bool = True) -> None:
         return
     if sid == eng.next:
         eng.next = None
-        eng.attempts += 1
+        count_failure(eng, f"{sid} ({role}) failed: {why}")
         eng.fire(Trigger.NEXT_FAILED)
     elif sid == eng.old:
         handoff.old_done(eng)
     elif sid == eng.current:
-        if eng.state is State.HANDOFF:
-            eng.failed = sid  # the next session is about to take over anyway
-        else:
-            eng.failed = sid
+        eng.failed = sid
+        if eng.state is not State.HANDOFF:  # else the next session is taking over anyway
+            count_failure(eng, f"{sid} ({role}) failed: {why}")
             eng.fire(Trigger.CURRENT_FAILED)
 
 
-def schedule_retry(eng: Engine) -> None:
+def count_failure(eng: Engine, what: str) -> None:
+    """One more failure in a row that needs a replacement session. The row starts again once
+    a session opened after the last failure has proven itself (:data:`PROVEN_SECONDS`)."""
+    since = eng.last_failure_at
+    if since is None or any(
+        s.opened_at >= since and s.ready and (s.answered or eng.now - s.opened_at >= PROVEN_SECONDS)
+        for s in eng.sessions.values()
+    ):
+        eng.attempts = 0
+    eng.attempts += 1
+    eng.last_failure_at = eng.now
     if not eng.retries_left:
-        eng.say(f"[RETRY] giving up after {eng.attempts} failed attempts")
+        eng.stop_reason = (
+            f"retries exhausted: {eng.attempts} failures in a row "
+            f"(backend.max_retries = {eng.backoff.max_retries}), the last: {what}"
+        )
+
+
+def schedule_retry(eng: Engine) -> None:
+    """Open a replacement after a jittered backoff, while retries last (one timer: a retry
+    already scheduled stands)."""
+    if not eng.retries_left:
+        eng.say(f"[RETRY] giving up after {eng.attempts} failures in a row")
         eng.retry_at = None
+        return
+    if eng.retry_at is not None:
         return
     delay = eng.backoff.delay(eng.attempts)
     eng.retry_at = eng.now + delay
-    eng.say(f"[RETRY] attempt {eng.attempts + 1} in {delay:.2f}s")
+    eng.say(
+        f"[RETRY] failure {eng.attempts} of at most {eng.backoff.max_retries} in a row: "
+        f"a new session in {delay:.2f}s"
+    )

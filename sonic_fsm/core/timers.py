@@ -24,7 +24,7 @@ class Timer(Enum):
     THRESHOLD = "threshold"  # the current session is old enough to prepare its successor
     HARD_DEADLINE = "hard deadline"  # switch now, turn boundary or not
     AUDIO_START = "audio start"  # the assistant did not start speaking in time
-    NEXT_READY = "next ready"  # the next session did not get ready in time
+    READY = "ready"  # a session the conversation waits for did not get ready in time
     RETRY = "retry"  # open another replacement after a backoff
     OLD_SESSION = "old session"  # the old session did not finish its answer in time
 
@@ -35,10 +35,18 @@ def deadlines(eng: Engine) -> list[tuple[float, Timer]]:
 
 
 def hard_deadline(eng: Engine, sess: Session) -> float:
-    deadline = sess.opened_at + eng.s.hard_deadline_seconds
-    if sess.expires_at is not None:
-        deadline = min(deadline, sess.expires_at - eng.s.hard_deadline_margin_seconds)
-    return deadline
+    """The service's end of ``sess`` less the margin: the hand-off is forced then."""
+    return sessions.ends_at(eng, sess) - eng.s.hard_deadline_margin_seconds
+
+
+def awaited(eng: Engine) -> Session | None:
+    """The session whose readiness the conversation waits for: a next session, or the
+    first one, that has not accepted its opening events yet."""
+    for sid in (eng.next, eng.current):
+        sess = eng.sessions.get(sid or "")
+        if sess is not None and not sess.ready and sess.role in (Role.CURRENT, Role.NEXT):
+            return sess
+    return None
 
 
 def check(eng: Engine) -> None:
@@ -57,7 +65,6 @@ def deadline(eng: Engine, what: Timer) -> float | None:
     st = eng.state
     cur = eng.sessions.get(eng.current or "")
     at_risk = cur is not None and cur.ready and st in BEFORE_HANDOFF
-    nxt = eng.sessions.get(eng.next or "")
     match what:
         case Timer.THRESHOLD if at_risk and st is State.NORMAL:
             assert cur is not None
@@ -67,8 +74,8 @@ def deadline(eng: Engine, what: Timer) -> float | None:
             return hard_deadline(eng, cur)
         case Timer.AUDIO_START if st is State.MONITORING and eng.monitoring_since is not None:
             return eng.monitoring_since + eng.s.audio_start_timeout_seconds
-        case Timer.NEXT_READY if nxt is not None and not nxt.ready:
-            return nxt.opened_at + eng.s.next_session_ready_timeout_seconds
+        case Timer.READY if (waiting := awaited(eng)) is not None:
+            return waiting.ready_by
         case Timer.RETRY:
             return eng.retry_at
         case Timer.OLD_SESSION if st is State.PROMOTED and eng.promoted_at is not None:
@@ -104,8 +111,10 @@ def _handle(eng: Engine, what: Timer) -> None:
             eng.say("[AUDIO_START] no assistant audio in time: hand-off forced")
             eng.forced = True
             eng.fire(Trigger.AUDIO_START_TIMED_OUT)
-        case Timer.NEXT_READY:
-            sessions.on_failed(eng, eng.next or "", "not ready in time")
+        case Timer.READY:
+            waiting = awaited(eng)
+            if waiting is not None:
+                sessions.on_failed(eng, waiting.id, "not ready in time")
         case Timer.RETRY:
             eng.retry_at = None
             if eng.next is None and eng.state in (State.BUFFERING, State.RECOVERING):
