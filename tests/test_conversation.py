@@ -7,7 +7,8 @@ import pytest
 from conftest import converse
 
 from nova_emulator.model import Faults
-from sonic_fsm.backends.local import no_faults
+from sonic_fsm.backends.local import LocalBackend, no_faults
+from sonic_fsm.bench.run import ScoredRun, scored_run
 from sonic_fsm.bench.script import evenly
 from sonic_fsm.settings import load
 
@@ -133,3 +134,79 @@ def test_barge_in_at_the_handoff_point_is_not_answered_again() -> None:
     assert out.result.metrics["handoffs"] >= 3 and out.result.metrics["barge_ins"] >= 3
     assert s.lost == [] and s.answered_twice == [] and s.restarted == []
     assert s.cut_without_barge_in == []
+
+
+def failing(fault: Faults, sessions: range | None = None):
+    """A fault plan: ``fault`` for the sessions in ``sessions`` (every session if None)."""
+
+    def plan(n: int) -> Faults:
+        return fault if sessions is None or n in sessions else Faults()
+
+    return plan
+
+
+def run_with(settings, lines, plan) -> tuple[ScoredRun, LocalBackend]:
+    """A scored conversation, and the backend that counts the sessions it opened."""
+    backend = LocalBackend(settings, plan)
+    return scored_run(settings, lines, backend, True, (), None), backend
+
+
+def test_a_first_session_that_never_becomes_ready_is_replaced_and_nothing_is_lost() -> None:
+    """The user speaks while the first session never accepts its opening events: their audio
+    waits in the buffer, a replacement opens after a backoff and answers all of it."""
+    settings = load(None, [])
+    out, backend = run_with(settings, evenly(6, 12.0), failing(Faults(never_ready=True), range(1, 2)))
+    s, m = out.score, out.result.metrics
+    assert backend.opened == 2  # the first, and one replacement
+    assert s.spoken == 6 and s.lost == [] and s.answered_twice == [] and s.restarted == []
+    assert m["recoveries"] == 1 and m["ended_because"] == "input_ended"
+    assert sum("[RETRY]" in line for line in out.log) == 1
+
+
+def test_the_next_sessions_ready_wait_never_outlives_the_current_session() -> None:
+    """A silent user: the hand-off is forced at the hard deadline (52 s), 8 s before the
+    current session's end, and the next session never becomes ready. The user speaks across
+    the end of the current session: a replacement is opened when the current one ends, not
+    when the 30 s ready timeout would have run out, and the utterance is answered once."""
+    settings = load(
+        None,
+        [
+            "session_limit_seconds=60",
+            "transition_threshold_seconds=30",
+            "hard_deadline_margin_seconds=8",
+            "emulator.silence_timeout_seconds=600",
+        ],
+    )
+    lines = evenly(1, 1.0) + evenly(1, 1.0, first=58.6, start_number=2)
+    out, backend = run_with(settings, lines, failing(Faults(never_ready=True), range(2, 3)))
+    s, m = out.score, out.result.metrics
+    assert any("[DEADLINE]" in line for line in out.log)
+    assert s.lost == [] and s.answered_twice == []
+    assert m["frames_lost"] == 0
+    assert backend.opened == 3  # the first, the next that never got ready, its replacement
+
+
+def test_a_session_that_dies_in_every_answer_stops_the_conversation_after_the_retries() -> None:
+    """Every session dies halfway through its first answer: at most ``max_retries``
+    replacements, each after a backoff, then the conversation stops saying why; no answer is
+    given twice or over the user."""
+    settings = load(None, ["backend.max_retries=3"])
+    out, backend = run_with(settings, evenly(4, 12.0), failing(Faults(die_mid_answer=1)))
+    s, m = out.score, out.result.metrics
+    assert backend.opened == 1 + 3
+    assert m["ended_because"] == "retries_exhausted"
+    assert sum("[RETRY]" in line for line in out.log) == 3
+    assert any("[STOPPED] retries exhausted: 4 failures in a row" in line for line in out.log)
+    assert s.answered_twice == [] and s.talk_over == [] and s.unexpected == []
+
+
+def test_sessions_that_answer_before_they_die_keep_the_conversation_going() -> None:
+    """Every session gives one answer whole and dies halfway through its second: each has
+    proven the service works, so the failures do not add up; every utterance is answered
+    once (the cut answer again, whole, by the replacement)."""
+    settings = load(None, ["backend.max_retries=2"])
+    out, backend = run_with(settings, evenly(6, 12.0), failing(Faults(die_mid_answer=2)))
+    s, m = out.score, out.result.metrics
+    assert m["ended_because"] == "input_ended"
+    assert s.lost == [] and s.answered_twice == [] and s.talk_over == []
+    assert backend.opened >= 4  # more failures than max_retries, none in a row
