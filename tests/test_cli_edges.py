@@ -62,6 +62,34 @@ def test_retries_exhausted_exits_3_and_the_metrics_say_why(
     assert "the conversation stopped: ThrottlingException" in one_error_line(capsys)
 
 
+@pytest.mark.parametrize(
+    ("plan", "why"),
+    [
+        ("*:never_ready", "not ready in time"),
+        ("*:die_at_seconds=0.05", "ModelStreamErrorException: stream died"),
+        ("*:die_mid_answer=1", "ModelStreamErrorException: stream died mid-answer"),
+    ],
+)
+def test_sessions_that_keep_failing_are_retried_a_bounded_number_of_times_then_exit_3(
+    mic: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], plan: str, why: str
+) -> None:
+    """Every session fails (never ready, dies at once, dies in its first answer): at most
+    ``backend.max_retries`` replacements, each after a logged backoff, then exit 3 with one
+    line naming why."""
+    metrics = tmp_path / "m.json"
+    args = ["run", "--headless", "--fast", "--mic", str(mic), "--metrics-json", str(metrics)]
+    code = cli.main([*args, "--set", f"emulator.faults={plan}", *SHORT])
+    out, err = capsys.readouterr()
+    assert err.count("\n") == 1 and err.startswith("sonic-fsm: the conversation stopped: "), err
+    assert code == cli.EXIT_RETRIES
+    data = json.loads(metrics.read_text())
+    max_retries = load(None, []).backend.max_retries
+    assert data["ended_because"] == "retries_exhausted"
+    assert data["sessions"] == 1 + max_retries
+    assert out.count("[RETRY] failure") == max_retries
+    assert why in err and why in data["error"]
+
+
 def test_a_conversation_that_ends_with_its_input_exits_0(
     mic: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

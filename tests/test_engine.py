@@ -79,3 +79,28 @@ def test_sessions_offer_the_registry_and_tool_use_becomes_a_run_tool_effect() ->
     runs = [e for e in effects if isinstance(e, fx.RunTool)]
     assert runs == [fx.RunTool(session_id="s1", tool_use_id="t-1",
                                tool_name="getDateAndTimeTool", content="{}")]  # fmt: skip
+
+
+def test_the_first_session_must_be_ready_before_the_buffer_is_full() -> None:
+    """The user's audio waits in the buffer for the first session: it is replaced when it
+    has not accepted its opening events while the buffer still holds everything."""
+    engine = Engine(SETTINGS, 0.0)
+    engine.start(0.0)
+    buffer_s = SETTINGS.audio_buffer_duration_seconds
+    assert engine.next_deadline() == min(buffer_s, SETTINGS.next_session_ready_timeout_seconds)
+    engine.handle(ev.Tick(), buffer_s)
+    assert engine.state is State.RECOVERING
+    assert engine.sessions["s1"].role.value == "failed"
+
+
+def test_the_next_sessions_ready_wait_ends_with_the_current_session() -> None:
+    """Forced at the hard deadline (52 s), the next session has until the current one's end
+    (60 s) to be ready, not the 30 s ready timeout."""
+    engine = started()
+    engine.handle(ev.Tick(), 30.0)  # the threshold
+    engine.handle(ev.Tick(), 52.0)  # the hard deadline: s2 opens
+    assert engine.state is State.BUFFERING and engine.next == "s2"
+    assert engine.next_deadline() == 60.0
+    effects = engine.handle(ev.Tick(), 60.0)
+    assert engine.next is None and engine.sessions["s2"].role.value == "failed"
+    assert any("[RETRY]" in e.line for e in effects if isinstance(e, fx.Log))

@@ -72,6 +72,7 @@ class Engine:
         self.forced = False
         self.attempts = 0  # failures in a row (sessions.count_failure)
         self.last_failure_at: float | None = None
+        self.last_failure: str | None = None  # why the last failure in a row failed
         self.retry_at: float | None = None
         self.monitoring_since: float | None = None
         self.handoff_started: float | None = None

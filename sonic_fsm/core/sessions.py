@@ -157,18 +157,18 @@ def on_failed(eng: Engine, sid: str, why: str, retryable: bool = True) -> None:
         return
     if sid == eng.next:
         eng.next = None
-        count_failure(eng, f"{sid} ({role}) failed: {why}")
+        count_failure(eng, why)
         eng.fire(Trigger.NEXT_FAILED)
     elif sid == eng.old:
         handoff.old_done(eng)
     elif sid == eng.current:
         eng.failed = sid
         if eng.state is not State.HANDOFF:  # else the next session is taking over anyway
-            count_failure(eng, f"{sid} ({role}) failed: {why}")
+            count_failure(eng, why)
             eng.fire(Trigger.CURRENT_FAILED)
 
 
-def count_failure(eng: Engine, what: str) -> None:
+def count_failure(eng: Engine, why: str) -> None:
     """One more failure in a row that needs a replacement session. The row starts again once
     a session opened after the last failure has proven itself (:data:`PROVEN_SECONDS`)."""
     since = eng.last_failure_at
@@ -179,10 +179,11 @@ def count_failure(eng: Engine, what: str) -> None:
         eng.attempts = 0
     eng.attempts += 1
     eng.last_failure_at = eng.now
+    eng.last_failure = why
     if not eng.retries_left:
         eng.stop_reason = (
             f"retries exhausted: {eng.attempts} failures in a row "
-            f"(backend.max_retries = {eng.backoff.max_retries}), the last: {what}"
+            f"(backend.max_retries = {eng.backoff.max_retries}), the last: {why}"
         )
 
 

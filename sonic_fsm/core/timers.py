@@ -114,7 +114,9 @@ def _handle(eng: Engine, what: Timer) -> None:
         case Timer.READY:
             waiting = awaited(eng)
             if waiting is not None:
-                sessions.on_failed(eng, waiting.id, "not ready in time")
+                took = waiting.ready_by - waiting.opened_at
+                why = f"not ready in time (no answer to its opening events in {took:.1f} s)"
+                sessions.on_failed(eng, waiting.id, why)
         case Timer.RETRY:
             eng.retry_at = None
             if eng.next is None and eng.state in (State.BUFFERING, State.RECOVERING):
