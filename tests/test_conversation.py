@@ -155,7 +155,9 @@ def test_a_first_session_that_never_becomes_ready_is_replaced_and_nothing_is_los
     """The user speaks while the first session never accepts its opening events: their audio
     waits in the buffer, a replacement opens after a backoff and answers all of it."""
     settings = load(None, [])
-    out, backend = run_with(settings, evenly(6, 12.0), failing(Faults(never_ready=True), range(1, 2)))
+    out, backend = run_with(
+        settings, evenly(6, 12.0), failing(Faults(never_ready=True), range(1, 2))
+    )
     s, m = out.score, out.result.metrics
     assert backend.opened == 2  # the first, and one replacement
     assert s.spoken == 6 and s.lost == [] and s.answered_twice == [] and s.restarted == []

@@ -111,7 +111,11 @@ class EngineMachine(RuleBasedStateMachine):
 
     def handle(self, event: ev.WorkerEvent) -> None:
         self.live_this_step = []
-        self.absorb(self.engine.handle(event, self.now))
+        effects = self.engine.handle(event, self.now)
+        if self.engine.attempts > SETTINGS.backend.max_retries:  # failures in a row
+            opened = [e for e in effects if isinstance(e, fx.OpenSession)]
+            assert not opened, "a session opened after the retries ran out"
+        self.absorb(effects)
         if self.engine.state is State.STOPPED and self.stopped_at is None:
             # Frames after this go nowhere, by design. A frame cannot stop the conversation
             # itself: a stop found while handling one is a timer due before it.

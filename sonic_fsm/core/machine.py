@@ -272,8 +272,8 @@ STATES: dict[State, StateDoc] = {
         "the new current session",
     ),
     S.RECOVERING: StateDoc(
-        "the current session failed or ended; a replacement opens with the history and the "
-        "unanswered audio",
+        "the current session failed or ended; a replacement opens after a backoff, with the "
+        "history and the unanswered audio",
         None,
         "kept for the replacement",
     ),
