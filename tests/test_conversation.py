@@ -40,16 +40,20 @@ def test_thirty_minute_conversation_answers_everything_once() -> None:
     assert m["frames_lost"] == 0
 
 
+SILENT_MINUTE = load(
+    None,
+    [
+        "session_limit_seconds=60",
+        "transition_threshold_seconds=30",
+        "hard_deadline_margin_seconds=8",
+        "emulator.silence_timeout_seconds=600",
+    ],
+)
+"""A one-minute session limit; the emulator does not end a session for silence."""
+
+
 def test_silent_user_is_handed_over_at_the_hard_deadline() -> None:
-    settings = load(
-        None,
-        [
-            "session_limit_seconds=60",
-            "transition_threshold_seconds=30",
-            "hard_deadline_margin_seconds=8",
-            "emulator.silence_timeout_seconds=600",
-        ],
-    )
+    settings = SILENT_MINUTE
     out = converse(
         settings, evenly(1, 1.0) + evenly(1, 1.0, first=200.0, start_number=2), no_faults, ()
     )
@@ -170,15 +174,7 @@ def test_the_next_sessions_ready_wait_never_outlives_the_current_session() -> No
     current session's end, and the next session never becomes ready. The user speaks across
     the end of the current session: a replacement is opened when the current one ends, not
     when the 30 s ready timeout would have run out, and the utterance is answered once."""
-    settings = load(
-        None,
-        [
-            "session_limit_seconds=60",
-            "transition_threshold_seconds=30",
-            "hard_deadline_margin_seconds=8",
-            "emulator.silence_timeout_seconds=600",
-        ],
-    )
+    settings = SILENT_MINUTE
     lines = evenly(1, 1.0) + evenly(1, 1.0, first=58.6, start_number=2)
     out, backend = run_with(settings, lines, failing(Faults(never_ready=True), range(2, 3)))
     s, m = out.score, out.result.metrics
