@@ -218,6 +218,10 @@ class Runner:
         settled = (
             quiet and self._quiet_since is not None and now - self._quiet_since >= SETTLE_SECONDS
         )
+        if self.conversation.state == "RECOVERING":
+            # Waiting for a replacement is bounded by the retries; the tail counts from
+            # when there is a session again to answer what was said.
+            self._input_ended_at = max(self._input_ended_at, now)
         if settled or now - self._input_ended_at >= MAX_TAIL_SECONDS:
             self._because = self._because or INPUT_ENDED
             self.conversation.stop("the input ended")
