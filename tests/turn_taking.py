@@ -4,9 +4,10 @@ of what a listener would complain about.
 The user says test-signal utterances (``*N#``) with pauses between the keys (a breath in the
 middle of a sentence), and starts each one relative to something they could notice (the
 previous answer starting or ending) or, to aim at the moments a hand-off is fragile, relative
-to the machine entering a state. They never speak before the previous answer has begun
-(that would cut it before a word of it was heard). What they said and when is recorded for
-the oracle.
+to the machine entering a state, at any moment of the answer (even as it begins, before a
+word of it was heard). They never speak before some answer has begun (or they gave up
+waiting), nor sooner after their last utterance than the service's endpointing pause (the
+service would hear the two as one turn). What they said and when is recorded for the oracle.
 """
 
 from __future__ import annotations
@@ -22,7 +23,9 @@ from sonic_fsm.audio.wav import TimelineSink
 from sonic_fsm.bench import oracle
 
 RATE = 16000
-FIRST_MARK_S = 0.9  # how long an answer's first mark takes to sound: cut sooner, none is heard
+# Speaking this soon after an answer began, the user did not wait to hear it: it waits for
+# them (or is cut), and what they said meanwhile is answered after it.
+SPOKE_OVER_S = 0.35
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -59,8 +62,10 @@ class Person:
     transitions: Callable[[], list[tuple[float, str]]]  # (loop time, state entered)
     chunk_frames: int = 1024
     wait_limit: float = 8.0  # a reaction that never comes: speak anyway after this long
+    turn_pause: float = 0.0  # the service's endpointing pause: a shorter gap merges two turns
     recorded: bytearray = field(default_factory=bytearray)
     spoken: list[Spoken] = field(default_factory=list)
+    gave_up: set[int] = field(default_factory=set)  # spoke again when no answer had begun
     t0: float = 0.0  # loop time of the first frame
 
     async def frames(self) -> AsyncIterator[bytes]:
@@ -87,6 +92,8 @@ class Person:
             if queue and not pending and self._due(queue[0], said_end, answer_started,
                                                    answer_ended, now):  # fmt: skip
                 say = queue.pop(0)
+                if self.spoken and answer_started is None:
+                    self.gave_up.add(self.spoken[-1].number)
                 pcm = utterance_pcm(say)
                 pending += pcm
                 start = now - t0
@@ -111,12 +118,10 @@ class Person:
     ) -> bool:
         if said_end is None:
             return now >= say.offset  # the first utterance: at its offset from the start
-        if now < said_end:
+        if now < said_end + self.turn_pause:
             return False
         if answer_started is None:
             return now - said_end >= self.wait_limit  # never answered: speak anyway
-        if now < answer_started + FIRST_MARK_S:
-            return False  # not before a word of the answer was heard, whatever they react to
         if say.after == "answer_start":
             return now >= answer_started + say.offset
         if say.after == "answer_end":
@@ -135,6 +140,27 @@ class Person:
 class Verdict:
     score: oracle.Score
     delays: dict[int, float]  # reply delay in seconds per utterance
+
+    def not_waited_for(self, person: Person) -> set[int]:
+        """Utterances whose reply the user did not wait for: they spoke again before it
+        began (having heard another answer begin) or as it began, before they could hear
+        it (:data:`SPOKE_OVER_S`), so it waited for them or was cut, as it must;
+        and those they spoke before its last beginning (their replies come after it)."""
+        said = {sp.number: sp for sp in person.spoken}
+        last: dict[int, float] = {}
+        for m in testsignal.decode_marks(bytes(person.sink.timeline), oracle.OUTPUT_RATE):
+            if m.kind == "A":
+                last[m.number] = m.start / oracle.OUTPUT_RATE
+        out: set[int] = set()
+        for n, ms in sorted(self.score.reply_delay_ms.items()):
+            began = said[n].end + ms / 1000
+            if n in person.gave_up or not any(
+                m > n and sp.start < began + SPOKE_OVER_S for m, sp in said.items()
+            ):
+                continue
+            until = max(began + SPOKE_OVER_S, last.get(n, began))
+            out |= {n} | {m for m, sp in said.items() if m > n and sp.start < until}
+        return out
 
     def problems(
         self, added_limit: float, ordinary: float, exempt: set[int], talk_over_slack_ms: float = 0
