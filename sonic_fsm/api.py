@@ -428,7 +428,7 @@ class Conversation:
         failed = because in FAILURES
         error = f"{failure.code}: {failure.message}" if failure and failed else None
         if because == RETRIES_EXHAUSTED:  # the last failure that counted (a timeout is one)
-            error = engine.last_failure or error
+            error = engine.retries.last_why or error
         return {
             **({"ended_because": because} if because else {}),
             **({"error": error} if error else {}),

@@ -111,7 +111,7 @@ class EngineMachine(RuleBasedStateMachine):
     def handle(self, event: ev.WorkerEvent) -> None:
         self.live_this_step = []
         effects = self.engine.handle(event, self.now)
-        if self.engine.attempts > SETTINGS.backend.max_retries:  # failures in a row
+        if self.engine.retries.attempts > SETTINGS.backend.max_retries:  # failures in a row
             opened = [e for e in effects if isinstance(e, fx.OpenSession)]
             assert not opened, "a session opened after the retries ran out"
         self.absorb(effects)
@@ -146,7 +146,7 @@ class EngineMachine(RuleBasedStateMachine):
         target = useraudio.receiver(self.engine)
         unaware = self.engine.playback.unaware(self.now, target.id if target else None)
         assert not unaware, f"talked over by {unaware}"
-        assert not self.engine.held, "audio waits to play over the user"
+        assert not self.engine.switch.held, "audio waits to play over the user"
 
     @rule(dt=hs.floats(0.01, 25.0))
     def time_passes(self, dt: float) -> None:
@@ -398,7 +398,7 @@ def test_frames_while_the_retries_run_out_are_sent_kept_or_counted_lost() -> Non
     m.mic(count=8, speech=False)
     for dt in (0.5, 2.0, 1.0, 2.0, 2.0):  # s2 and s3 are not ready in 2 s; s4 opens
         m.time_passes(dt=dt)
-    assert m.engine.state is State.RECOVERING and m.engine.attempts == 3
+    assert m.engine.state is State.RECOVERING and m.engine.retries.attempts == 3
     m.mic(count=12, speech=True)
     m.mic(count=30, speech=False)  # s4's ready deadline passes: the fourth failure in a row
     assert m.engine.state is State.STOPPED

@@ -132,9 +132,9 @@ def _on_interrupted(eng: Engine, sess: Session) -> None:
             kind="assistant", session_id=sess.id, text="(interrupted)", interrupted=True
         ),
     )
-    dropped = [p for p in eng.held if p.session_id == sess.id]
+    dropped = [p for p in eng.switch.held if p.session_id == sess.id]
     eng.metrics.audio_interrupted_bytes += sum(len(p.pcm) for p in dropped)
-    eng.held = [p for p in eng.held if p.session_id != sess.id]
+    eng.switch.held = [p for p in eng.switch.held if p.session_id != sess.id]
     _drop_waiting(eng, sess)
     eng.emit(fx.FlushPlayback())
     sess.pending_speculative = 0
@@ -161,8 +161,8 @@ def _on_audio(eng: Engine, sess: Session, a: pr.AudioOutput) -> None:
 
 
 def _to_speaker(eng: Engine, play: fx.Play) -> None:
-    if eng.old is not None and play.session_id != eng.old:
-        eng.held.append(play)  # the old session's answer plays to its end first
+    if eng.switch.old is not None and play.session_id != eng.switch.old:
+        eng.switch.held.append(play)  # the old session's answer plays to its end first
     else:
         eng.emit(play)
 
@@ -179,7 +179,7 @@ def play_waiting(eng: Engine) -> None:
         waiting, sess.waiting, sess.waiting_since = sess.waiting, [], None
         for play in waiting:
             _to_speaker(eng, play)
-        if sess.id == eng.old and not sess.turn_in_progress:
+        if sess.id == eng.switch.old and not sess.turn_in_progress:
             handoff.old_done(eng)
 
 
@@ -212,7 +212,7 @@ def _turn_done(eng: Engine, sess: Session) -> None:
     sess.answered = True
     if sess.audio_open is not None or sess.pending_speculative:
         return
-    if sess.id == eng.old:
+    if sess.id == eng.switch.old:
         if sess.waiting_since is None:  # else once its waiting answer plays
             handoff.old_done(eng)
     elif sess.id == eng.current and eng.state is State.BUFFERING:

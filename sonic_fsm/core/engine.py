@@ -32,7 +32,7 @@ from sonic_fsm.core.ledger import Ledger
 from sonic_fsm.core.machine import OPEN_ROLES, WORKING_ROLES, Role, State, Trigger, attach
 from sonic_fsm.core.metrics import Metrics
 from sonic_fsm.core.playback import Playback
-from sonic_fsm.core.retry import Backoff, RandomSource
+from sonic_fsm.core.retry import Backoff, RandomSource, Retries
 from sonic_fsm.core.sessions import Session
 from sonic_fsm.core.snapshot import Snapshot, TranscriptLine, TransitionRecord
 from sonic_fsm.core.timers import Timer
@@ -63,23 +63,12 @@ class Engine:
         self.sessions: dict[str, Session] = {}
         self.current: str | None = None
         self.next: str | None = None
-        self.old: str | None = None  # the session handing over, until it is done
-        self.failed: str | None = None  # the session a recovery replaces
         self.buffer = ReplayBuffer(settings.buffer_cap_bytes)
         self.ledger = Ledger.from_settings(settings)
         self.playback = Playback(settings.audio.output_sample_rate)
         self.last_seq = -1
-        self.forced = False
-        self.attempts = 0  # failures in a row (sessions.count_failure)
-        self.last_failure_at: float | None = None
-        self.last_failure: str | None = None  # why the last failure in a row failed
-        self.retry_at: float | None = None
-        self.monitoring_since: float | None = None
-        self.handoff_started: float | None = None
-        self.handoff_kind = "handoff"
-        self.drain_seq = -1
-        self.promoted_at: float | None = None
-        self.held: list[fx.Play] = []
+        self.switch = handoff.Switch()  # the hand-off or recovery under way
+        self.retries = Retries()  # failures in a row, and the replacement they wait for
         self.muted = False
         self.metrics = Metrics()
         self.state_since = now
@@ -102,6 +91,10 @@ class Engine:
         return self.next is not None and self.sessions[self.next].ready
 
     @property
+    def forced(self) -> bool:
+        return self.switch.forced
+
+    @property
     def turn_settled(self) -> bool:
         cur = self.sessions.get(self.current or "")
         return cur is None or not cur.turn_in_progress
@@ -113,7 +106,7 @@ class Engine:
 
     @property
     def retries_left(self) -> bool:
-        return not self.backoff.exhausted(self.attempts)
+        return not self.backoff.exhausted(self.retries.attempts)
 
     @property
     def has_no_outstanding_tool(self) -> bool:
@@ -160,7 +153,11 @@ class Engine:
             case ev.SessionOutput(session_id=sid, event=out):
                 answers.on_output(self, sid, out)
             case ev.SessionSent(session_id=sid, seq=seq):
-                if sid == self.next and self.state is State.HANDOFF and seq >= self.drain_seq:
+                if (
+                    sid == self.next
+                    and self.state is State.HANDOFF
+                    and seq >= self.switch.drain_seq
+                ):
                     self.fire(Trigger.BUFFER_DRAINED)
             case ev.SessionFailed(session_id=sid, code=code, message=message):
                 sessions.on_failed(self, sid, f"{code}: {message}", event.retryable)
@@ -186,7 +183,7 @@ class Engine:
                 and self.has_current
                 and self.sessions[self.current or ""].ready
             ):
-                self.forced = True
+                self.switch.forced = True
                 self.say("[OPERATOR] hand-off forced")
                 self.fire(Trigger.FORCE_HANDOFF)
         elif command in ("mute", "unmute"):
@@ -205,7 +202,7 @@ class Engine:
     # ---- state callbacks (run by the machine) ------------------------------------------
 
     def on_enter_MONITORING(self, e: EventData) -> None:
-        self.monitoring_since = self.now
+        self.switch.monitoring_since = self.now
 
     def open_next(self, e: EventData) -> None:
         """Into BUFFERING from NORMAL or MONITORING: the next session opens."""
@@ -276,7 +273,7 @@ class Engine:
         self.recent_transitions.append(self.last_transition)
         if self.s.session_logging.log_transitions:
             self.say(f"[TRANSITION] {source} -> {dest} ({e.event.name})")
-        ids = tuple(i for i in (self.current, self.next, self.old, self.failed) if i)
+        ids = tuple(i for i in (self.current, self.next, self.switch.old, self.switch.failed) if i)
         self.emit(fx.Transitioned(trigger=e.event.name, source=source, dest=dest, sessions=ids))
 
     def _on_exception(self, e: EventData) -> None:

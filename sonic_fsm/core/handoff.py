@@ -4,6 +4,7 @@ that failed. The machine's callbacks for these moves land here."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from sonic_fsm.core import effects as fx
@@ -18,15 +19,30 @@ if TYPE_CHECKING:
     from sonic_fsm.core.sessions import Session
 
 
+@dataclass
+class Switch:
+    """How far the switch between sessions has come (a hand-off, or a recovery)."""
+
+    forced: bool = False  # it no longer waits for a turn boundary (timeout, deadline, operator)
+    monitoring_since: float | None = None  # the threshold passed: waiting for assistant audio
+    kind: str = "handoff"  # or "recovery": the current session failed
+    started: float | None = None  # HANDOFF entered
+    drain_seq: int = -1  # the last buffered frame the next session must have been sent
+    promoted_at: float | None = None  # the next session became current
+    old: str | None = None  # the session handing over, until it is done
+    failed: str | None = None  # the session a recovery replaces
+    held: list[fx.Play] = field(default_factory=list)  # new audio waiting for the old answer
+
+
 def old_done(eng: Engine) -> None:
     """The old session finished its answer (or there is none): close it, and let the
     new session's held audio play."""
-    old, eng.old = eng.old, None
+    old, eng.switch.old = eng.switch.old, None
     if old is not None and eng.sessions[old].role is Role.CLOSING:
         sessions.close_session(eng, old)
-    for play in eng.held:
+    for play in eng.switch.held:
         eng.emit(play)
-    eng.held = []
+    eng.switch.held = []
     if eng.state is State.PROMOTED:
         eng.fire(Trigger.OLD_SESSION_DONE)
 
@@ -48,11 +64,11 @@ def resume_current(eng: Engine) -> None:
 
 
 def begin(eng: Engine, recovering: bool) -> None:
-    eng.handoff_kind = "recovery" if recovering else "handoff"
-    eng.handoff_started = eng.now
+    eng.switch.kind = "recovery" if recovering else "handoff"
+    eng.switch.started = eng.now
     nxt = eng.sessions[eng.next or ""]
     old = None if recovering else eng.sessions.get(eng.current or "")
-    src = eng.sessions.get((eng.failed if recovering else eng.current) or "")
+    src = eng.sessions.get((eng.switch.failed if recovering else eng.current) or "")
     replay_from = eng.ledger.replay_from(
         src.id if src else None, src.last_seq if src else eng.last_seq, finished=recovering
     )
@@ -77,7 +93,7 @@ def begin(eng: Engine, recovering: bool) -> None:
         eng.emit(fx.Send(session_id=nxt.id, events=tuple(blocks)))
     if old is not None:
         old.cut = True
-    eng.drain_seq = eng.last_seq
+    eng.switch.drain_seq = eng.last_seq
     sessions.start_audio(eng, nxt, frames, ack=True)
     eng.buffer.mark_sent(first_kept)
     if eng.s.session_logging.log_transitions:
@@ -103,38 +119,40 @@ def promote(eng: Engine) -> None:
     old_id, new_id = eng.current, eng.next
     eng.current, eng.next = new_id, None
     eng.sessions[new_id or ""].role = Role.CURRENT
-    took = (eng.now - (eng.handoff_started or eng.now)) * 1000
-    if eng.handoff_kind == "handoff":
+    took = (eng.now - (eng.switch.started or eng.now)) * 1000
+    if eng.switch.kind == "handoff":
         eng.metrics.handoffs += 1
     else:
         eng.metrics.recoveries += 1
     eng.metrics.handoff_ms.append(took)
-    eng.promoted_at = eng.now
+    eng.switch.promoted_at = eng.now
     views.add_transcript(
         eng,
         TranscriptLine(
-            kind="handoff", session_id=new_id or "", text=f"{old_id or eng.failed} -> {new_id}"
+            kind="handoff",
+            session_id=new_id or "",
+            text=f"{old_id or eng.switch.failed} -> {new_id}",
         ),
     )
     if eng.s.session_logging.log_transitions:
-        eng.say(f"[PROMOTION] {new_id} is current ({eng.handoff_kind} took {took:.0f} ms)")
+        eng.say(f"[PROMOTION] {new_id} is current ({eng.switch.kind} took {took:.0f} ms)")
     old = eng.sessions.get(old_id or "")
-    if eng.handoff_kind == "handoff" and old is not None and old.role is Role.CURRENT:
+    if eng.switch.kind == "handoff" and old is not None and old.role is Role.CURRENT:
         old.role = Role.CLOSING
-        eng.old = old.id
+        eng.switch.old = old.id
         if not old.turn_in_progress:
             old_done(eng)
     else:
-        eng.old = None
+        eng.switch.old = None
         old_done(eng)
 
 
 def settle(eng: Engine) -> None:
-    eng.forced = False
-    eng.retry_at = None
-    eng.monitoring_since = None
-    eng.failed = None
-    eng.promoted_at = None
+    eng.switch.forced = False
+    eng.retries.retry_at = None
+    eng.switch.monitoring_since = None
+    eng.switch.failed = None
+    eng.switch.promoted_at = None
     useraudio.trim_buffer(eng)
 
 
@@ -142,7 +160,7 @@ def start_recovery(eng: Engine) -> None:
     """Into RECOVERING (after a failure that counts): the user's audio waits in the buffer
     for a next session already opening, else for a replacement opened after a backoff."""
     eng.current = None
-    eng.say(f"[RECOVERY] replacing {eng.failed}")
+    eng.say(f"[RECOVERY] replacing {eng.switch.failed}")
     if eng.next is None:
         sessions.schedule_retry(eng)
     elif eng.sessions[eng.next].ready:

@@ -66,4 +66,15 @@ class Backoff:
         return attempt > self.max_retries
 
 
-__all__ = ["Backoff", "RandomSource"]
+@dataclass
+class Retries:
+    """Failures in a row that each needed a replacement session (see
+    ``sessions.count_failure``), and when the next replacement opens."""
+
+    attempts: int = 0  # failures in a row
+    last_at: float | None = None  # when the last one happened
+    last_why: str | None = None  # what it was, ``Code: message`` or a timeout
+    retry_at: float | None = None  # a replacement opens then
+
+
+__all__ = ["Backoff", "RandomSource", "Retries"]

@@ -159,10 +159,10 @@ def on_failed(eng: Engine, sid: str, why: str, retryable: bool = True) -> None:
         eng.next = None
         count_failure(eng, why)
         eng.fire(Trigger.NEXT_FAILED)
-    elif sid == eng.old:
+    elif sid == eng.switch.old:
         handoff.old_done(eng)
     elif sid == eng.current:
-        eng.failed = sid
+        eng.switch.failed = sid
         if eng.state is not State.HANDOFF:  # else the next session is taking over anyway
             count_failure(eng, why)
             eng.fire(Trigger.CURRENT_FAILED)
@@ -171,18 +171,18 @@ def on_failed(eng: Engine, sid: str, why: str, retryable: bool = True) -> None:
 def count_failure(eng: Engine, why: str) -> None:
     """One more failure in a row that needs a replacement session. The row starts again once
     a session opened after the last failure has proven itself (:data:`PROVEN_SECONDS`)."""
-    since = eng.last_failure_at
+    since = eng.retries.last_at
     if since is None or any(
         s.opened_at >= since and s.ready and (s.answered or eng.now - s.opened_at >= PROVEN_SECONDS)
         for s in eng.sessions.values()
     ):
-        eng.attempts = 0
-    eng.attempts += 1
-    eng.last_failure_at = eng.now
-    eng.last_failure = why
+        eng.retries.attempts = 0
+    eng.retries.attempts += 1
+    eng.retries.last_at = eng.now
+    eng.retries.last_why = why
     if not eng.retries_left:
         eng.stop_reason = (
-            f"retries exhausted: {eng.attempts} failures in a row "
+            f"retries exhausted: {eng.retries.attempts} failures in a row "
             f"(backend.max_retries = {eng.backoff.max_retries}), the last: {why}"
         )
 
@@ -191,14 +191,14 @@ def schedule_retry(eng: Engine) -> None:
     """Open a replacement after a jittered backoff, while retries last (one timer: a retry
     already scheduled stands)."""
     if not eng.retries_left:
-        eng.say(f"[RETRY] giving up after {eng.attempts} failures in a row")
-        eng.retry_at = None
+        eng.say(f"[RETRY] giving up after {eng.retries.attempts} failures in a row")
+        eng.retries.retry_at = None
         return
-    if eng.retry_at is not None:
+    if eng.retries.retry_at is not None:
         return
-    delay = eng.backoff.delay(eng.attempts)
-    eng.retry_at = eng.now + delay
+    delay = eng.backoff.delay(eng.retries.attempts)
+    eng.retries.retry_at = eng.now + delay
     eng.say(
-        f"[RETRY] failure {eng.attempts} of at most {eng.backoff.max_retries} in a row: "
+        f"[RETRY] failure {eng.retries.attempts} of at most {eng.backoff.max_retries} in a row: "
         f"a new session in {delay:.2f}s"
     )

@@ -69,17 +69,19 @@ def deadline(eng: Engine, what: Timer) -> float | None:
         case Timer.THRESHOLD if at_risk and st is State.NORMAL:
             assert cur is not None
             return cur.opened_at + eng.s.transition_threshold_seconds
-        case Timer.HARD_DEADLINE if at_risk and not eng.forced:
+        case Timer.HARD_DEADLINE if at_risk and not eng.switch.forced:
             assert cur is not None
             return hard_deadline(eng, cur)
-        case Timer.AUDIO_START if st is State.MONITORING and eng.monitoring_since is not None:
-            return eng.monitoring_since + eng.s.audio_start_timeout_seconds
+        case Timer.AUDIO_START if (
+            st is State.MONITORING and eng.switch.monitoring_since is not None
+        ):
+            return eng.switch.monitoring_since + eng.s.audio_start_timeout_seconds
         case Timer.READY if (waiting := awaited(eng)) is not None:
             return waiting.ready_by
         case Timer.RETRY:
-            return eng.retry_at
-        case Timer.OLD_SESSION if st is State.PROMOTED and eng.promoted_at is not None:
-            return eng.promoted_at + OLD_SESSION_GRACE_SECONDS
+            return eng.retries.retry_at
+        case Timer.OLD_SESSION if st is State.PROMOTED and eng.switch.promoted_at is not None:
+            return eng.switch.promoted_at + OLD_SESSION_GRACE_SECONDS
     return None
 
 
@@ -105,11 +107,11 @@ def _handle(eng: Engine, what: Timer) -> None:
             eng.fire(Trigger.THRESHOLD_REACHED)
         case Timer.HARD_DEADLINE:
             eng.say(f"[DEADLINE] {eng.current} is {age:.1f}s old: hand-off forced")
-            eng.forced = True
+            eng.switch.forced = True
             eng.fire(Trigger.DEADLINE_REACHED)
         case Timer.AUDIO_START:
             eng.say("[AUDIO_START] no assistant audio in time: hand-off forced")
-            eng.forced = True
+            eng.switch.forced = True
             eng.fire(Trigger.AUDIO_START_TIMED_OUT)
         case Timer.READY:
             waiting = awaited(eng)
@@ -118,7 +120,7 @@ def _handle(eng: Engine, what: Timer) -> None:
                 why = f"not ready in time (no answer to its opening events in {took:.1f} s)"
                 sessions.on_failed(eng, waiting.id, why)
         case Timer.RETRY:
-            eng.retry_at = None
+            eng.retries.retry_at = None
             if eng.next is None and eng.state in (State.BUFFERING, State.RECOVERING):
                 eng.next = sessions.open_session(eng, Role.NEXT)
         case Timer.OLD_SESSION:

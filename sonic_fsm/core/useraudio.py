@@ -57,12 +57,12 @@ def _barge_in_for(eng: Engine, listening: Session | None) -> None:
     longer hears the user; audio that sounds later than its service believes) stops here,
     as soon as a barge-in the service honours; what waited behind it goes too."""
     unaware = eng.playback.unaware(eng.now, listening.id if listening else None)
-    unaware |= {p.session_id for p in eng.held}
+    unaware |= {p.session_id for p in eng.switch.held}
     if not unaware:
         return
     eng.metrics.barge_ins += 1
-    eng.metrics.audio_interrupted_bytes += sum(len(p.pcm) for p in eng.held)
-    eng.held = []
+    eng.metrics.audio_interrupted_bytes += sum(len(p.pcm) for p in eng.switch.held)
+    eng.switch.held = []
     eng.emit(fx.FlushPlayback())
     for sid in sorted(unaware):
         sess = eng.sessions[sid]
@@ -75,7 +75,7 @@ def _barge_in_for(eng: Engine, listening: Session | None) -> None:
                 kind="assistant", session_id=sid, text="(interrupted)", interrupted=True
             ),
         )
-        if sid == eng.old:
+        if sid == eng.switch.old:
             handoff.old_done(eng)
 
 

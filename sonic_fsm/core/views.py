@@ -103,9 +103,9 @@ class Switch:
 def switch(eng: Engine) -> Switch:
     m = eng.metrics
     return Switch(
-        kind=eng.handoff_kind,
+        kind=eng.switch.kind,
         current=eng.current,
-        failed=eng.failed,
+        failed=eng.switch.failed,
         buffer_bytes=eng.buffer.bytes,
         history_sends=len(m.history_bytes_sent),
         history_bytes=sum(m.history_bytes_sent),
