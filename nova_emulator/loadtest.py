@@ -140,7 +140,7 @@ class Served:
 
 
 def start_server(state_dir: Path, overrides: list[str]) -> Served:
-    cmd = [sys.executable, "-m", "nova_emulator.serve_cli", "serve", "--port", "0"]
+    cmd = [sys.executable, "-m", "sonic_fsm.local_endpoint", "serve", "--port", "0"]
     cmd += ["--state-dir", str(state_dir)]
     for o in overrides:
         cmd += ["--set", o]

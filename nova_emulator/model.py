@@ -24,12 +24,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from nova_emulator import voice
+from nova_emulator.faults import Faults
 from nova_emulator.listener import Heard, Listener, Recogniser
 from nova_emulator.recogniser import default_recogniser
 from nova_emulator.voice import Reply, Speaker
 from sonic_fsm.core import protocol as pr
+from sonic_fsm.core.config import Settings
 from sonic_fsm.errors import SessionError
-from sonic_fsm.settings import Settings
 
 INPUT_RATE = 16000
 OUTPUT_RATE = 24000
@@ -43,27 +44,6 @@ AUDIO_INPUT_FORMAT = {
     "channelCount": 1,
 }
 AUDIO_INPUT_OPTIONAL = {"encoding": "base64", "audioType": "SPEECH"}
-# Nova 2 Sonic ends a user's turn after this pause, by turnDetectionConfiguration's
-# endpointingSensitivity (AWS Nova 2 user guide, "Turn-taking controllability").
-ENDPOINTING_PAUSE_SECONDS = {"HIGH": 1.5, "MEDIUM": 1.75, "LOW": 2.0}
-# Without one: the guide names no default. MEDIUM is the level it recommends for general
-# conversation and the middle of the three, so a client tuned to it is wrong by at most
-# 0.25 s against either other level; it is what the emulator assumes when none is sent.
-DEFAULT_ENDPOINTING = "MEDIUM"
-
-
-@dataclass(frozen=True, kw_only=True)
-class Faults:
-    """Faults to inject into one session (all off by default)."""
-
-    start_delay_seconds: float = 0.0
-    refuse_start: bool = False  # open fails with ThrottlingException
-    never_ready: bool = False  # the opening events are never accepted
-    die_at_seconds: float | None = None  # the stream fails at this session age
-    die_mid_answer: int | None = None  # the stream fails halfway through this answer (1-based)
-    malformed_at_answer: int | None = None  # a malformed output event at this answer
-    audio_speed: float | None = None  # overrides the generation speed (slow audio)
-    repeat_tool_use: bool = False  # every toolUse is sent twice, with the same toolUseId
 
 
 @dataclass(order=True)
@@ -108,7 +88,7 @@ class EmulatorSession:
         ears = default_recogniser() if recogniser == AUTO else recogniser
         assert not isinstance(ears, str), "recogniser: a callable, None or 'auto'"
         self.ears = ears
-        self.endpointing = DEFAULT_ENDPOINTING
+        self.endpointing = pr.DEFAULT_ENDPOINTING
         self.listener = Listener(self.turn_pause_seconds())
         # An adapter that runs recognition elsewhere (a thread in real time) sets this, takes
         # take_recognition_requests() after each receive and calls recognised() with words.
@@ -194,8 +174,8 @@ class EmulatorSession:
         turn = body.get("turnDetectionConfiguration", {})
         if not isinstance(turn, dict):
             raise _Violation(f"turnDetectionConfiguration must be an object (got {turn!r})")
-        level = turn.get("endpointingSensitivity", DEFAULT_ENDPOINTING)
-        if level not in ENDPOINTING_PAUSE_SECONDS:
+        level = turn.get("endpointingSensitivity", pr.DEFAULT_ENDPOINTING)
+        if level not in pr.ENDPOINTING_PAUSE_SECONDS:
             raise _Violation(
                 "turnDetectionConfiguration: endpointingSensitivity must be HIGH, MEDIUM or LOW "
                 f"(got {level!r})"
@@ -207,7 +187,7 @@ class EmulatorSession:
     def turn_pause_seconds(self) -> float:
         """The pause that ends a turn: the session's endpointing, or the tests' override."""
         override = self.s.emulator.end_of_speech_ms
-        return override / 1000 if override > 0 else ENDPOINTING_PAUSE_SECONDS[self.endpointing]
+        return override / 1000 if override > 0 else pr.ENDPOINTING_PAUSE_SECONDS[self.endpointing]
 
     def _on_promptStart(self, body: dict[str, Any], now: float) -> None:
         if self._phase != "prompt":

@@ -1,7 +1,7 @@
 """The local endpoint: Bedrock's bidirectional-stream operation over HTTP/2 + TLS.
 
 The real AWS SDK connects here as it would to Bedrock. Each HTTP/2 stream is one Nova Sonic
-session of a :class:`~sonic_fsm.backends.base.Backend` (the in-process emulator by default);
+session of a :class:`~sonic_fsm.core.backend.Backend` (the in-process emulator by default);
 this module only carries the wire: TLS with ALPN ``h2`` (the CRT transport has no cleartext
 HTTP/2), event-stream frames both ways, the SigV4 request signature and chunk-signature
 chain, HTTP/2 flow control when sending, and the service's errors as the SDK expects them.
@@ -35,7 +35,7 @@ import h2.events
 import h2.exceptions
 import h2.settings
 
-from sonic_fsm.backends.base import Backend, Session
+from sonic_fsm.core.backend import Backend, Session
 from sonic_fsm.errors import SessionError
 
 from . import eventstream

@@ -3,7 +3,7 @@
 It speaks exactly what the AWS SDK speaks (signed request, chunk-signature chain, inner
 ``chunk`` frames) without the SDK's per-call overhead, so tests and benchmarks can open
 many streams on one connection. Each :class:`WireStream` is a
-:class:`~sonic_fsm.backends.base.Session`.
+:class:`~sonic_fsm.core.backend.Session`.
 """
 
 from __future__ import annotations

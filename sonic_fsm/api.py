@@ -31,11 +31,11 @@ import numpy as np
 import soxr
 
 from sonic_fsm import tools as tl
-from sonic_fsm.backends.base import Backend
 from sonic_fsm.core import effects as fx
 from sonic_fsm.core import events as ev
 from sonic_fsm.core import metrics as mx
 from sonic_fsm.core import views
+from sonic_fsm.core.backend import Backend
 from sonic_fsm.core.engine import Engine
 from sonic_fsm.core.snapshot import Snapshot, TranscriptLine
 from sonic_fsm.observer import NullObserver, Observer

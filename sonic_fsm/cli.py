@@ -184,7 +184,7 @@ def _parser() -> argparse.ArgumentParser:
 
     emulator = sub.add_parser("emulator", help="the Nova Sonic emulator")
     emulator_sub = emulator.add_subparsers(dest="emulator_command", required=True)
-    from nova_emulator.serve_cli import register
+    from sonic_fsm.local_endpoint import register
 
     register(emulator_sub)
 

@@ -18,9 +18,9 @@ from sonic_fsm import api
 from sonic_fsm import tools as tl
 from sonic_fsm.api import CANCELLED, FAILURES, INPUT_ENDED, SIGNAL
 from sonic_fsm.audio.base import AudioSink, AudioSource
-from sonic_fsm.backends.base import Backend
 from sonic_fsm.core import effects as fx
 from sonic_fsm.core import events as ev
+from sonic_fsm.core.backend import Backend
 from sonic_fsm.core.snapshot import Snapshot
 from sonic_fsm.observer import Observer
 from sonic_fsm.settings import Settings

@@ -8,9 +8,9 @@ import contextlib
 import time
 from typing import TYPE_CHECKING, Any
 
-from sonic_fsm.backends.base import Session
 from sonic_fsm.core import effects as fx
 from sonic_fsm.core import events as ev
+from sonic_fsm.core.backend import Session
 from sonic_fsm.errors import SessionError
 
 if TYPE_CHECKING:

@@ -11,9 +11,10 @@ import os
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from nova_emulator.faults import FaultPlan
 from sonic_fsm.audio.base import AudioSink, AudioSource
-from sonic_fsm.backends.base import Backend
-from sonic_fsm.backends.local import FaultPlan, LocalBackend, recogniser_from_settings
+from sonic_fsm.backends.local import LocalBackend, recogniser_from_settings
+from sonic_fsm.core.backend import Backend
 from sonic_fsm.observer import Observer
 from sonic_fsm.runner import Runner
 from sonic_fsm.settings import Settings

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from sonic_fsm.backends.local import FaultPlan, LocalBackend, no_faults
+from nova_emulator.faults import FaultPlan, no_faults
+from sonic_fsm.backends.local import LocalBackend
 from sonic_fsm.bench.run import ScoredRun, scored_run
 from sonic_fsm.bench.script import Line
 from sonic_fsm.settings import Settings

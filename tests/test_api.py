@@ -16,7 +16,7 @@ import pytest
 
 import sonic_fsm
 from nova_emulator import voice
-from nova_emulator.model import Faults
+from nova_emulator.faults import Faults
 from sonic_fsm import clock, testsignal
 from sonic_fsm.api import (
     AssistantAudio,

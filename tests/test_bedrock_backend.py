@@ -25,7 +25,7 @@ from aws_sdk_bedrock_runtime.models import (
 from smithy_core.exceptions import CallError
 from smithy_core.response import ResponseMetadata
 
-from nova_emulator.model import Faults
+from nova_emulator.faults import Faults
 from nova_emulator.server import Endpoint, EndpointThread
 from nova_emulator.sigv4 import Credentials as EndpointCredentials
 from nova_emulator.tls import TlsFiles, ensure_certificates, server_context

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from nova_emulator.model import Faults
+from nova_emulator.faults import Faults
 from nova_emulator.server import Endpoint, EndpointThread
 from nova_emulator.sigv4 import Credentials as EndpointCredentials
 from nova_emulator.tls import TlsFiles, ensure_certificates, server_context

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 from conftest import converse
 
-from nova_emulator.model import Faults
-from sonic_fsm.backends.local import LocalBackend, no_faults
+from nova_emulator.faults import Faults, no_faults
+from sonic_fsm.backends.local import LocalBackend
 from sonic_fsm.bench.run import ScoredRun, scored_run
 from sonic_fsm.bench.script import evenly
 from sonic_fsm.settings import load

@@ -23,16 +23,12 @@ from hypothesis import strategies as hs
 
 from nova_emulator import recogniser as rec
 from nova_emulator import voice
+from nova_emulator.faults import Faults, FaultSpecError, parse_fault_plan
 from nova_emulator.listener import Listener
-from nova_emulator.model import END, EmulatorSession, Faults
+from nova_emulator.model import END, EmulatorSession
 from sonic_fsm import clock, testsignal
 from sonic_fsm.audio import talker
-from sonic_fsm.backends.local import (
-    FaultSpecError,
-    LocalBackend,
-    parse_fault_plan,
-    recogniser_from_settings,
-)
+from sonic_fsm.backends.local import LocalBackend, recogniser_from_settings
 from sonic_fsm.core import protocol as pr
 from sonic_fsm.errors import SessionError
 from sonic_fsm.settings import Settings, SettingsError, load

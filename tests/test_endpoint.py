@@ -22,7 +22,7 @@ from typing import Any
 import h2.settings
 import pytest
 
-from nova_emulator import eventstream, serve_cli
+from nova_emulator import eventstream
 from nova_emulator.loadtest import end_session, one_turn
 from nova_emulator.server import Endpoint, EndpointThread, parse_path
 from nova_emulator.sigv4 import (
@@ -36,7 +36,7 @@ from nova_emulator.sigv4 import (
 )
 from nova_emulator.tls import TlsFiles, client_context, ensure_certificates, server_context
 from nova_emulator.wire_client import WireClient
-from sonic_fsm import testsignal
+from sonic_fsm import local_endpoint, testsignal
 from sonic_fsm.backends.local import LocalBackend
 from sonic_fsm.core import protocol as pr
 from sonic_fsm.errors import SessionError
@@ -551,7 +551,7 @@ def test_unknown_path_and_model_are_refused(tls_files: TlsFiles) -> None:
 def test_serve_refuses_a_non_loopback_host_without_the_flag(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    code = serve_cli.main(["serve", "--host", "192.0.2.1", "--state-dir", str(tmp_path)])
+    code = local_endpoint.main(["serve", "--host", "192.0.2.1", "--state-dir", str(tmp_path)])
     assert code == 2
     err = capsys.readouterr().err
     assert "--allow-remote" in err
@@ -561,7 +561,7 @@ def test_serve_refuses_a_non_loopback_host_without_the_flag(
 def test_serve_reports_a_bad_setting_in_one_line(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    code = serve_cli.main(["serve", "--state-dir", str(tmp_path), "--set", "nope=1"])
+    code = local_endpoint.main(["serve", "--state-dir", str(tmp_path), "--set", "nope=1"])
     assert code == 2
     assert "nope" in capsys.readouterr().err
 
@@ -569,7 +569,7 @@ def test_serve_reports_a_bad_setting_in_one_line(
 @pytest.mark.slow  # a shell runs as a process
 def test_exports_are_shell_safe(tls_files: TlsFiles) -> None:
     creds = Credentials(access_key_id="AKIA", secret_access_key="a b'c$d")
-    lines = serve_cli.exports("https://127.0.0.1:1", tls_files, creds, "us-east-1")
+    lines = local_endpoint.exports("https://127.0.0.1:1", tls_files, creds, "us-east-1")
     script = "\n".join([*lines, 'printf %s "$AWS_SECRET_ACCESS_KEY"'])
     out = subprocess.run(["sh", "-c", script], capture_output=True, text=True, check=True)
     assert out.stdout == "a b'c$d"
@@ -581,7 +581,7 @@ def test_serve_command_exports_drive_the_sdk_and_sigterm_stops_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """As a user runs it: start the command, eval its exports, talk to it with the SDK."""
-    cmd = [sys.executable, "-m", "nova_emulator.serve_cli", "serve", "--port", "0"]
+    cmd = [sys.executable, "-m", "sonic_fsm.local_endpoint", "serve", "--port", "0"]
     cmd += ["--state-dir", str(tmp_path), "--set", "emulator.speed=20"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
@@ -853,7 +853,7 @@ def test_a_refused_start_reaches_the_sdk_as_its_throttling_exception(
     """A session the backend refuses to open is an HTTP 429 with ``x-amzn-errortype``."""
     from aws_sdk_bedrock_runtime.models import ThrottlingException
 
-    from nova_emulator.model import Faults
+    from nova_emulator.faults import Faults
 
     async def go(url: str) -> None:
         s = await SdkStream.open(await sdk_client(url))
@@ -870,7 +870,7 @@ def test_a_refused_start_reaches_the_sdk_as_its_throttling_exception(
 
 @pytest.mark.slow  # a process and SIGINT
 def test_sigint_ends_open_streams_and_exits_cleanly(tmp_path: Path) -> None:
-    cmd = [sys.executable, "-m", "nova_emulator.serve_cli", "serve", "--port", "0"]
+    cmd = [sys.executable, "-m", "sonic_fsm.local_endpoint", "serve", "--port", "0"]
     proc = subprocess.Popen(
         [*cmd, "--state-dir", str(tmp_path)],
         stdout=subprocess.PIPE,

@@ -29,8 +29,8 @@ from websockets.exceptions import ConnectionClosed
 
 from nova_emulator import voice
 from sonic_fsm import testsignal
-from sonic_fsm.backends.base import Backend
 from sonic_fsm.backends.local import LocalBackend
+from sonic_fsm.core.backend import Backend
 from sonic_fsm.settings import Settings, load
 from sonic_fsm.web import messages as msg
 from sonic_fsm.web.server import make_app

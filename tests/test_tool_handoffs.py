@@ -17,9 +17,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nova_emulator.model import Faults
+from nova_emulator.faults import FaultPlan, Faults, no_faults
 from sonic_fsm import cli, testsignal
-from sonic_fsm.backends.local import FaultPlan, LocalBackend, no_faults
+from sonic_fsm.backends.local import LocalBackend
 from sonic_fsm.bench import oracle
 from sonic_fsm.bench.run import ScoredRun, scored_run
 from sonic_fsm.bench.script import Line

@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as hs
 from turn_taking import Person, Say, judge
 
-from nova_emulator.model import Faults
+from nova_emulator.faults import Faults
 from sonic_fsm import clock
 from sonic_fsm.audio.wav import TimelineSink
 from sonic_fsm.backends.local import LocalBackend

@@ -9,7 +9,7 @@ import asyncio
 import pytest
 from turn_taking import Person, Say, judge
 
-from nova_emulator.model import Faults
+from nova_emulator.faults import Faults
 from nova_emulator.server import Endpoint, EndpointThread
 from nova_emulator.sigv4 import Credentials as EndpointCredentials
 from nova_emulator.tls import TlsFiles, ensure_certificates, server_context

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-from nova_emulator.model import DEFAULT_ENDPOINTING, ENDPOINTING_PAUSE_SECONDS
+from sonic_fsm.core.protocol import DEFAULT_ENDPOINTING, ENDPOINTING_PAUSE_SECONDS
 from sonic_fsm.core.snapshot import Snapshot, TranscriptLine, TransitionRecord
 from sonic_fsm.settings import Settings
 

@@ -3,7 +3,7 @@
 The SDK's API changed three times in a year (client renamed in 0.8, config built only by
 ``await ...Config.resolve()`` since 0.10, the default transport unable to stream both ways
 since 0.11), so it is pinned exactly and kept behind this one adapter. What the rest of
-sonic-fsm sees is the small :mod:`sonic_fsm.backends.base` protocol: dicts in, dicts out,
+sonic-fsm sees is the small :mod:`sonic_fsm.core.backend` protocol: dicts in, dicts out,
 :class:`~sonic_fsm.errors.SessionError` on failure.
 
 Facts this module is built on (see ``nova-sonic-protocol.md`` section 2 and 3):

@@ -5,124 +5,28 @@ the machine allows, and in real time it behaves like the service.
 
 Faults come from a plan, a function ``n -> Faults`` for the n-th session opened: write one in
 Python, or parse a spec such as ``"2:refuse_start,3:die_at_seconds=20"`` with
-:func:`parse_fault_plan`.
+:func:`nova_emulator.faults.parse_fault_plan`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import shutil
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from nova_emulator import recogniser as rec
+from nova_emulator.faults import FaultPlan, no_faults, parse_fault_plan
 from nova_emulator.listener import Recogniser
-from nova_emulator.model import AUTO, END, EmulatorSession, Faults
+from nova_emulator.model import AUTO, END, EmulatorSession
 from nova_emulator.voice import Speaker
 from sonic_fsm import clock
 from sonic_fsm.errors import SessionError
 from sonic_fsm.settings import Settings, SettingsError
 
 RECENT_SESSIONS = 8  # sessions a backend keeps for inspection after they closed
-
-FaultPlan = Callable[[int], Faults]
-"""Faults for the n-th session opened (1-based)."""
-
-
-def no_faults(n: int) -> Faults:
-    return Faults()
-
-
-class FaultSpecError(SettingsError):
-    """A fault spec that cannot be read: one line naming the bad part."""
-
-
-FAULT_SPEC_HELP = (
-    "expected SESSION:FAULT[=VALUE] items separated by commas, SESSION being N, N+ (N and "
-    "later) or * (every session), e.g. 2:refuse_start,3:die_at_seconds=20"
-)
-
-
-@dataclass(frozen=True, kw_only=True)
-class SpecFaultPlan:
-    """A parsed fault spec: for each rule (first session, last session or None, faults)."""
-
-    rules: tuple[tuple[int, int | None, dict[str, Any]], ...] = ()
-    text: str = ""
-
-    def __call__(self, n: int) -> Faults:
-        changes: dict[str, Any] = {}
-        for first, last, faults in self.rules:
-            if n >= first and (last is None or n <= last):
-                changes.update(faults)
-        return Faults(**changes)
-
-
-def _fault_fields() -> dict[str, Any]:
-    return {f.name: f.type for f in dataclasses.fields(Faults)}
-
-
-def _fault_value(item: str, name: str, kind: Any, raw: str | None) -> Any:
-    kind = str(kind)
-    if kind.startswith("bool"):
-        if raw is None or raw.lower() in ("true", "1", "yes"):
-            return True
-        if raw.lower() in ("false", "0", "no"):
-            return False
-        raise FaultSpecError(f"fault spec {item!r}: {name} takes true or false, not {raw!r}")
-    if raw is None:
-        raise FaultSpecError(f"fault spec {item!r}: {name} needs a value ({name}=...)")
-    try:
-        value: float = int(raw) if kind.startswith("int") else float(raw)
-    except ValueError:
-        want = "a whole number" if kind.startswith("int") else "a number"
-        raise FaultSpecError(f"fault spec {item!r}: {name} takes {want}, not {raw!r}") from None
-    if value < 0 or (name == "audio_speed" and value == 0):
-        raise FaultSpecError(f"fault spec {item!r}: {name} must be positive")
-    return value
-
-
-def parse_fault_plan(text: str) -> SpecFaultPlan:
-    """``"2:refuse_start,3:die_at_seconds=20"`` -> a plan; FaultSpecError names a bad item.
-
-    Fault names are the fields of :class:`Faults`; several items may name one session, and
-    later items win. An empty spec injects nothing.
-    """
-    fields = _fault_fields()
-    rules: list[tuple[int, int | None, dict[str, Any]]] = []
-    for raw_item in text.split(","):
-        item = raw_item.strip()
-        if not item:
-            continue
-        if ":" not in item:
-            raise FaultSpecError(f"fault spec {item!r}: {FAULT_SPEC_HELP}")
-        who, what = (part.strip() for part in item.split(":", 1))
-        first, last = _fault_sessions(item, who)
-        name, _, value = what.partition("=")
-        name = name.strip()
-        if name not in fields:
-            known = ", ".join(fields)
-            raise FaultSpecError(f"fault spec {item!r}: unknown fault {name!r} (known: {known})")
-        parsed = _fault_value(item, name, fields[name], value.strip() if _ else None)
-        rules.append((first, last, {name: parsed}))
-    return SpecFaultPlan(rules=tuple(rules), text=text)
-
-
-def _fault_sessions(item: str, who: str) -> tuple[int, int | None]:
-    if who == "*":
-        return 1, None
-    later = who.endswith("+")
-    digits = who.removesuffix("+")
-    if not digits.isdigit() or int(digits) < 1:
-        raise FaultSpecError(
-            f"fault spec {item!r}: session {who!r} must be N, N+ or * (N counts from 1)"
-        )
-    n = int(digits)
-    return n, None if later else n
 
 
 class LocalSession:

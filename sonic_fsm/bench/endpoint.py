@@ -8,12 +8,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from nova_emulator.faults import FaultPlan, no_faults
 from nova_emulator.server import Endpoint, EndpointThread
 from nova_emulator.sigv4 import Credentials as EndpointCredentials
 from nova_emulator.tls import ensure_certificates, server_context
 from sonic_fsm import credentials
 from sonic_fsm.backends.bedrock import BedrockBackend
-from sonic_fsm.backends.local import FaultPlan, LocalBackend, no_faults
+from sonic_fsm.backends.local import LocalBackend
 from sonic_fsm.settings import Settings, replace
 
 KEY_ID, SECRET = "AKIDBENCHEXAMPLE", "bench-secret"

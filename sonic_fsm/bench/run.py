@@ -25,13 +25,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nova_emulator.model import Faults
+from nova_emulator.faults import Faults
 from sonic_fsm import clock
 from sonic_fsm.audio.wav import INPUT_RATE, TimelineSink, WavWriter, iter_wav
-from sonic_fsm.backends.base import Backend
 from sonic_fsm.backends.local import LocalBackend
 from sonic_fsm.bench import oracle
 from sonic_fsm.bench.script import Line, ReactiveSource, evenly
+from sonic_fsm.core.backend import Backend
 from sonic_fsm.core.metrics import percentile
 from sonic_fsm.runner import Runner, RunResult
 from sonic_fsm.settings import Settings, replace

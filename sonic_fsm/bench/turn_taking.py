@@ -16,11 +16,12 @@ import random
 from collections.abc import Callable
 from typing import Any
 
-from nova_emulator.model import ENDPOINTING_PAUSE_SECONDS, Faults
+from nova_emulator.faults import Faults
 from sonic_fsm.backends.local import LocalBackend
 from sonic_fsm.bench import oracle, script
 from sonic_fsm.bench.run import scored_run
 from sonic_fsm.core.metrics import percentile
+from sonic_fsm.core.protocol import ENDPOINTING_PAUSE_SECONDS
 from sonic_fsm.settings import Settings, replace
 
 LEVELS = tuple(ENDPOINTING_PAUSE_SECONDS)  # HIGH, MEDIUM, LOW

@@ -28,6 +28,7 @@ from sonic_fsm.core import effects as fx
 from sonic_fsm.core import events as ev
 from sonic_fsm.core import toolcalls as tc
 from sonic_fsm.core.buffer import ReplayBuffer
+from sonic_fsm.core.config import Settings
 from sonic_fsm.core.ledger import Ledger
 from sonic_fsm.core.machine import OPEN_ROLES, WORKING_ROLES, Role, State, Trigger, attach
 from sonic_fsm.core.metrics import Metrics
@@ -36,7 +37,6 @@ from sonic_fsm.core.retry import Backoff, RandomSource, Retries
 from sonic_fsm.core.sessions import Session
 from sonic_fsm.core.snapshot import Snapshot, TranscriptLine, TransitionRecord
 from sonic_fsm.core.timers import Timer
-from sonic_fsm.settings import Settings
 
 BACKOFF_BASE_SECONDS = 0.5
 LOG_LIMIT = 500

@@ -31,12 +31,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from sonic_fsm.core import history as hist
-from sonic_fsm.settings import Settings
+from sonic_fsm.core.config import Settings
+from sonic_fsm.core.protocol import DEFAULT_ENDPOINTING, ENDPOINTING_PAUSE_SECONDS
 
-# Nova 2 Sonic's pause that ends a turn, per turnDetectionConfiguration.endpointingSensitivity.
-ENDPOINTING_PAUSE_SECONDS = {"HIGH": 1.5, "MEDIUM": 1.75, "LOW": 2.0}
-# The embedded emulator takes MEDIUM when sessionStart names no level.
-EMULATOR_SENSITIVITY = "MEDIUM"
 # Against Bedrock with no level sent, the client assumes the shortest pause: assuming a
 # shorter pause than the service's is safe (see above); a longer one needs the fallback.
 ASSUMED_SENSITIVITY = "HIGH"
@@ -53,7 +50,7 @@ def turn_pause_seconds(s: Settings) -> float:
         return (
             override / 1000
             if override > 0
-            else ENDPOINTING_PAUSE_SECONDS[level or EMULATOR_SENSITIVITY]
+            else ENDPOINTING_PAUSE_SECONDS[level or DEFAULT_ENDPOINTING]
         )
     return ENDPOINTING_PAUSE_SECONDS[level or ASSUMED_SENSITIVITY]
 

@@ -29,6 +29,15 @@ def _ev(name: str, body: dict[str, Any]) -> dict[str, Any]:
     return {"event": {name: body}}
 
 
+# Nova 2 Sonic ends a user's turn after this pause, by turnDetectionConfiguration's
+# endpointingSensitivity (AWS Nova 2 user guide, "Turn-taking controllability").
+ENDPOINTING_PAUSE_SECONDS = {"HIGH": 1.5, "MEDIUM": 1.75, "LOW": 2.0}
+# Without one: the guide names no default. MEDIUM is the level it recommends for general
+# conversation and the middle of the three, so a client tuned to it is wrong by at most
+# 0.25 s against either other level; it is what the emulator assumes when none is sent.
+DEFAULT_ENDPOINTING = "MEDIUM"
+
+
 def session_start(
     max_tokens: int = 1024,
     top_p: float = 0.9,

@@ -15,7 +15,7 @@ import random
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from sonic_fsm.settings import Backend
+from sonic_fsm.core.config import Backend
 
 
 class RandomSource(Protocol):

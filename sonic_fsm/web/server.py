@@ -24,7 +24,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from sonic_fsm.api import Conversation, ConversationClosed, Ended
-from sonic_fsm.backends.base import Backend
+from sonic_fsm.core.backend import Backend
 from sonic_fsm.settings import Settings, as_dict, from_dict
 from sonic_fsm.web import messages as msg
 

@@ -8,7 +8,7 @@ Prints the endpoint as a shell comment, then the environment a client needs as
     export SSL_CERT_FILE=/home/me/.local/state/sonic-fsm/emulator/ca.pem
     ...
 
-Also runnable as ``python -m nova_emulator.serve_cli`` (same options).
+Also runnable as ``python -m sonic_fsm.local_endpoint`` (same options).
 """
 
 from __future__ import annotations
@@ -26,11 +26,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from nova_emulator.server import Endpoint
+from nova_emulator.sigv4 import Credentials, ensure_credentials
+from nova_emulator.tls import TlsFiles, ensure_certificates, server_context
 from sonic_fsm.settings import Settings, SettingsError, load
-
-from .server import Endpoint
-from .sigv4 import Credentials, ensure_credentials
-from .tls import TlsFiles, ensure_certificates, server_context
 
 log = logging.getLogger(__name__)
 
