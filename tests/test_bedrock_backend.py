@@ -241,7 +241,14 @@ async def read_answer(session: Any, timeout: float = 20.0) -> tuple[list[str], b
                     return names, audio
 
 
-def test_a_turn_completes_through_the_real_sdk(serve: Any, tls: TlsFiles) -> None:
+def closed_by_timeout(caplog: pytest.LogCaptureFixture) -> list[str]:
+    """The warnings of closes that the close timeout ended, rather than the clean order."""
+    return [r.getMessage() for r in caplog.records if "close took over" in r.getMessage()]
+
+
+def test_a_turn_completes_through_the_real_sdk(
+    serve: Any, tls: TlsFiles, caplog: pytest.LogCaptureFixture
+) -> None:
     served = serve()
 
     async def main(stray: Stray) -> tuple[list[str], bytes]:
@@ -254,10 +261,8 @@ def test_a_turn_completes_through_the_real_sdk(serve: Any, tls: TlsFiles) -> Non
         await speaker
         for event in closing():
             await session.send(event)
-        t0 = time.monotonic()
         await session.close()
-        close_s = time.monotonic() - t0
-        assert close_s < 2.0, close_s  # the clean order ended it, not the 5 s timeout
+        assert not closed_by_timeout(caplog)  # the clean order ended it, not the timeout
         while await session.receive() is not None:  # what came after the answer, then the end
             pass
         assert await session.receive() is None
@@ -346,12 +351,12 @@ def test_modeled_exception_mid_stream_arrives_with_its_code(serve: Any, tls: Tls
 
 
 def test_connection_dropped_mid_answer_is_a_retryable_connection_error(
-    serve: Any, tls: TlsFiles
+    serve: Any, tls: TlsFiles, caplog: pytest.LogCaptureFixture
 ) -> None:
     """The endpoint goes away (GOAWAY, socket closed) while it is answering."""
     served = serve()
 
-    async def main(stray: Stray) -> tuple[SessionError, float]:
+    async def main(stray: Stray) -> SessionError:
         backend = client(served, tls)
         session = await backend.open("s1")
         for event in opening():
@@ -366,13 +371,12 @@ def test_connection_dropped_mid_answer_is_a_retryable_connection_error(
                         await asyncio.to_thread(served.stop)
         speaker.cancel()
         await asyncio.gather(speaker, return_exceptions=True)
-        t0 = time.monotonic()
         await session.close()
-        return caught.value, time.monotonic() - t0
+        return caught.value
 
-    err, close_s = run(main)
+    err = run(main)
     assert err.code == "ConnectionError" and err.retryable
-    assert close_s < 1.0
+    assert not closed_by_timeout(caplog)  # nothing left to drain: the close did not wait
 
 
 def test_throttled_start_is_a_retryable_throttling_error(serve: Any, tls: TlsFiles) -> None:
@@ -423,7 +427,7 @@ def test_slow_start_hits_the_open_timeout(serve: Any, tls: TlsFiles) -> None:
 
     err, elapsed = run(main)
     assert err.code == "Timeout" and err.retryable
-    assert elapsed < 3.0
+    assert elapsed < 5.0  # the 0.5 s open timeout ended it, not the 5 s start
 
 
 def test_accepted_waits_for_a_slow_start_and_reports_a_refused_one(
@@ -463,8 +467,10 @@ def test_accepted_waits_for_a_slow_start_and_reports_a_refused_one(
     assert err.code == "ThrottlingException"
 
 
-def test_refused_connection_fails_fast_and_closes_cleanly(tls: TlsFiles) -> None:
-    async def main(stray: Stray) -> tuple[SessionError, float]:
+def test_refused_connection_fails_fast_and_closes_cleanly(
+    tls: TlsFiles, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def main(stray: Stray) -> SessionError:
         settings = load(None, ["backend.endpoint_uri='https://127.0.0.1:9'"])
         backend = BedrockBackend(
             settings, credentials=credentials.static(KEY_ID, SECRET), ca_file=str(tls.ca_cert)
@@ -474,13 +480,12 @@ def test_refused_connection_fails_fast_and_closes_cleanly(tls: TlsFiles) -> None
             for event in opening():  # sends must not hang on a dead connection
                 await session.send(event)
             await session.receive()
-        t0 = time.monotonic()
         await session.close()
-        return caught.value, time.monotonic() - t0
+        return caught.value
 
-    err, close_s = run(main)
+    err = run(main)
     assert err.code == "ConnectionError" and err.retryable
-    assert close_s < 1.0
+    assert not closed_by_timeout(caplog)  # nothing left to drain: the close did not wait
 
 
 def test_close_is_idempotent_and_send_after_close_fails(serve: Any, tls: TlsFiles) -> None:

@@ -5,7 +5,8 @@ The real PyAudio microphone and speaker (:mod:`sonic_fsm.audio.pyaudio_io`) on
 PortAudio would, and the real recorder:
 
 - capture to consumer: from the device callback to the frame reaching the event loop's
-  consumer, with the loop idle and with it busy in 2 ms slices (engine-like work);
+  consumer, with the loop idle and with it busy (2 ms slices of engine-like work, each
+  followed by a 0.5 ms wait for IO);
 - barge-in flush: the time to drop 1, 10 or 60 s of queued answer audio;
 - recording: the recorder's cost per 64 ms chunk sent and received.
 """
@@ -34,7 +35,7 @@ def _us(seconds: list[float]) -> list[float]:
 
 def capture(chunks: int = 400, busy: bool = False) -> dict[str, Any]:
     """``chunks`` microphone chunks at the device's pace, each timed from its callback to
-    the consumer; ``busy``: other coroutines hold the loop in 2 ms slices meanwhile."""
+    the consumer; ``busy``: another coroutine holds the loop in 2 ms slices meanwhile."""
     period = CHUNK / 16000
     pa = FakePyAudio(LAPTOP, default_in=0)
     mic = PyAudioSource(chunk_frames=CHUNK, pa_factory=lambda: pa)
@@ -53,11 +54,14 @@ def capture(chunks: int = 400, busy: bool = False) -> dict[str, Any]:
             callback_cost.append(time.perf_counter() - t0)
 
     async def hog() -> None:
+        # 2 ms of work, then the loop waits for IO for a moment, as an engine's loop does. A
+        # loop that never waits (sleep(0)) only drops the GIL for an instant each time; the
+        # device thread, which needs the GIL for its callback, can then miss it for seconds.
         while True:
             t = time.perf_counter()
             while time.perf_counter() - t < 0.002:
                 pass
-            await asyncio.sleep(0)
+            await asyncio.sleep(0.0005)
 
     async def consume() -> list[float]:
         got: list[float] = []
