@@ -75,13 +75,14 @@ def test_every_captured_chunk_reaches_the_consumer_in_order_and_overruns_are_cou
         assert stream.active
         thread = threading.Thread(target=portaudio_thread, args=(stream,))
         thread.start()
-        got.append(await first)
-        await asyncio.to_thread(thread.join)
-        assert mic.queued_chunks() == n - 1  # all held, none dropped, while we were away
-        async for c in frames:
-            got.append(c)
-            if len(got) == n:
-                await mic.aclose()
+        async with asyncio.timeout(30):  # bounded: a lost chunk fails, never hangs
+            got.append(await first)
+            await asyncio.to_thread(thread.join)
+            assert mic.queued_chunks() == n - 1  # all held, none dropped, while we were away
+            async for c in frames:
+                got.append(c)
+                if len(got) == n:
+                    await mic.aclose()
         return got
 
     got = asyncio.run(main())
