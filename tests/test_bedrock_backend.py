@@ -9,6 +9,7 @@ No AWS, no network beyond loopback.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import time
 from collections.abc import Callable, Iterator
@@ -26,9 +27,8 @@ from smithy_core.exceptions import CallError
 from smithy_core.response import ResponseMetadata
 
 from nova_emulator.faults import Faults
-from nova_emulator.server import Endpoint, EndpointThread
 from nova_emulator.sigv4 import Credentials as EndpointCredentials
-from nova_emulator.tls import TlsFiles, ensure_certificates, server_context
+from nova_emulator.tls import TlsFiles, ensure_certificates
 from sonic_fsm import credentials, testsignal
 from sonic_fsm.backends.bedrock import BedrockBackend, session_error
 from sonic_fsm.backends.local import LocalBackend
@@ -36,12 +36,14 @@ from sonic_fsm.core import effects as fx
 from sonic_fsm.core import protocol as pr
 from sonic_fsm.core.engine import Engine
 from sonic_fsm.errors import SessionError
+from sonic_fsm.local_endpoint import ThreadEndpoint, on_thread
 from sonic_fsm.settings import Settings, SettingsError, load
 
 pytestmark = pytest.mark.slow  # the real SDK against the endpoint, in real time
 
 KEY_ID = "AKIDSONICFSMTEST0001"
 SECRET = "emulator-secret-for-tests"
+KEY = EndpointCredentials(access_key_id=KEY_ID, secret_access_key=SECRET)
 PROMPT = "p1"
 
 # ---- unit: mapping what the SDK raises -----------------------------------------------
@@ -142,61 +144,24 @@ def server_settings() -> Settings:
     return load(None, ["emulator.speed=8.0", "emulator.end_of_speech_ms=300"])
 
 
-class Served:
-    def __init__(self, endpoint: Endpoint, thread: EndpointThread, backend: LocalBackend) -> None:
-        self.endpoint, self.thread, self.backend = endpoint, thread, backend
-
-        self.stopped = False
-
-    def stats(self) -> Any:
-        return self.thread.call(lambda: self.endpoint.stats)
-
-    def stop(self) -> None:
-        """Shut the endpoint down: GOAWAY, every stream ended, sockets closed."""
-        if not self.stopped:
-            self.stopped = True
-            self.thread.__exit__(None, None, None)
-
-
 @pytest.fixture
-def serve(tls: TlsFiles) -> Iterator[Callable[..., Served]]:
-    started: list[Served] = []
+def serve(tls: TlsFiles) -> Iterator[Callable[..., ThreadEndpoint]]:
+    """Starts endpoints serving the emulator (with ``faults``); its ``endpoint.backend`` is
+    the :class:`LocalBackend`. Each one stopped at the end, if the test did not."""
+    with contextlib.ExitStack() as started:
 
-    def start(faults: Callable[[int], Faults] = lambda n: Faults()) -> Served:
-        holder: dict[str, LocalBackend] = {}
+        def start(faults: Callable[[int], Faults] = lambda n: Faults()) -> ThreadEndpoint:
+            served = on_thread(lambda: LocalBackend(server_settings(), faults), tls, key=KEY)
+            return started.enter_context(served)
 
-        def make() -> Endpoint:
-            holder["b"] = LocalBackend(server_settings(), faults)
-            return Endpoint(
-                backend=holder["b"],
-                credentials=EndpointCredentials(access_key_id=KEY_ID, secret_access_key=SECRET),
-                tls=server_context(tls),
-            )
-
-        thread = EndpointThread(make)
-        endpoint = thread.__enter__()
-        started.append(Served(endpoint, thread, holder["b"]))
-        return started[-1]
-
-    yield start
-    for served in started:
-        served.stop()
+        yield start
 
 
-def client(served: Served, tls: TlsFiles, secret: str = SECRET, *extra: str) -> BedrockBackend:
+def client(served: ThreadEndpoint, secret: str = SECRET, *extra: str) -> BedrockBackend:
     settings = load(
-        None,
-        [
-            "backend.kind=bedrock",
-            f"backend.endpoint_uri='{served.endpoint.url}'",
-            "backend.open_timeout_seconds=5",
-            "backend.close_timeout_seconds=5",
-            *extra,
-        ],
+        None, ["backend.open_timeout_seconds=5", "backend.close_timeout_seconds=5", *extra]
     )
-    return BedrockBackend(
-        settings, credentials=credentials.static(KEY_ID, secret), ca_file=str(tls.ca_cert)
-    )
+    return served.bedrock(settings, credentials.static(KEY_ID, secret))[1]
 
 
 def opening(voice: str = "matthew") -> list[dict[str, Any]]:
@@ -252,7 +217,7 @@ def test_a_turn_completes_through_the_real_sdk(
     served = serve()
 
     async def main(stray: Stray) -> tuple[list[str], bytes]:
-        backend = client(served, tls)
+        backend = client(served)
         session = await backend.open("s1")
         for event in opening():
             await session.send(event)
@@ -289,7 +254,7 @@ def test_the_engines_opening_events_reach_the_service_unchanged(serve: Any, tls:
     }
 
     async def main(stray: Stray) -> None:
-        backend = client(served, tls)
+        backend = client(served)
         session = await backend.open(send.session_id)
         for event in send.events:
             await session.send(event)
@@ -300,7 +265,7 @@ def test_the_engines_opening_events_reach_the_service_unchanged(serve: Any, tls:
         await backend.aclose()
 
     run(main)
-    (model,) = [s.model for s in served.backend.sessions]
+    (model,) = [s.model for s in served.endpoint.backend.sessions]
     assert model.endpointing == "LOW" and model.turn_pause_seconds() == 0.3  # server override
     assert model.system == settings.backend.system_prompt
 
@@ -311,7 +276,7 @@ def test_wrong_secret_is_a_clear_authentication_error_without_retries(
     served = serve()
 
     async def main(stray: Stray) -> SessionError:
-        backend = client(served, tls, "not-the-secret")
+        backend = client(served, "not-the-secret")
         session = await backend.open("s1")
         with pytest.raises(SessionError) as caught:
             for event in opening():
@@ -333,7 +298,7 @@ def test_modeled_exception_mid_stream_arrives_with_its_code(serve: Any, tls: Tls
     served = serve(lambda n: Faults(die_mid_answer=1))
 
     async def main(stray: Stray) -> SessionError:
-        backend = client(served, tls)
+        backend = client(served)
         session = await backend.open("s1")
         for event in opening():
             await session.send(event)
@@ -357,7 +322,7 @@ def test_connection_dropped_mid_answer_is_a_retryable_connection_error(
     served = serve()
 
     async def main(stray: Stray) -> SessionError:
-        backend = client(served, tls)
+        backend = client(served)
         session = await backend.open("s1")
         for event in opening():
             await session.send(event)
@@ -383,7 +348,7 @@ def test_throttled_start_is_a_retryable_throttling_error(serve: Any, tls: TlsFil
     served = serve(lambda n: Faults(refuse_start=True))
 
     async def main(stray: Stray) -> SessionError:
-        backend = client(served, tls)
+        backend = client(served)
         session = await backend.open("s1")
         with pytest.raises(SessionError) as caught:
             await session.send(pr.session_start())
@@ -399,7 +364,7 @@ def test_unknown_model_is_fatal(serve: Any, tls: TlsFiles) -> None:
     served = serve()
 
     async def main(stray: Stray) -> SessionError:
-        backend = client(served, tls, SECRET, "backend.model_id='amazon.titan-text-v1'")
+        backend = client(served, SECRET, "backend.model_id='amazon.titan-text-v1'")
         session = await backend.open("s1")
         with pytest.raises(SessionError) as caught:
             await session.send(pr.session_start())
@@ -415,7 +380,7 @@ def test_slow_start_hits_the_open_timeout(serve: Any, tls: TlsFiles) -> None:
     served = serve(lambda n: Faults(start_delay_seconds=5.0))
 
     async def main(stray: Stray) -> tuple[SessionError, float]:
-        backend = client(served, tls, SECRET, "backend.open_timeout_seconds=0.5")
+        backend = client(served, SECRET, "backend.open_timeout_seconds=0.5")
         t0 = time.monotonic()
         session = await backend.open("s1")
         with pytest.raises(SessionError) as caught:
@@ -443,7 +408,7 @@ def test_accepted_waits_for_a_slow_start_and_reports_a_refused_one(
     )
 
     async def main(stray: Stray) -> tuple[bool, float, SessionError]:
-        backend = client(served, tls)
+        backend = client(served)
         t0 = time.monotonic()
         session = await backend.open("s1")
         for event in opening():
@@ -492,7 +457,7 @@ def test_close_is_idempotent_and_send_after_close_fails(serve: Any, tls: TlsFile
     served = serve()
 
     async def main(stray: Stray) -> None:
-        backend = client(served, tls)
+        backend = client(served)
         session = await backend.open("s1")
         await session.send(pr.session_start())
         await asyncio.gather(session.close(), session.close())
@@ -510,7 +475,7 @@ def test_sessions_have_their_own_connections_on_one_tls_context(serve: Any, tls:
     served = serve()
 
     async def main(stray: Stray) -> None:
-        backend = client(served, tls)
+        backend = client(served)
         one, two = await backend.open("s1"), await backend.open("s2")
         for session in (one, two):
             await session.send(pr.session_start())
@@ -541,7 +506,7 @@ def test_session_records_when_its_credentials_expire(serve: Any, tls: TlsFiles) 
     served = serve()
 
     async def main(stray: Stray) -> float | None:
-        backend = client(served, tls)
+        backend = client(served)
         expiry = time.time() + 3600
 
         class Expiring(credentials.RefreshingResolver):
@@ -590,7 +555,7 @@ def test_a_session_keeps_signing_with_the_key_it_opened_with(serve: Any, tls: Tl
     served = serve()
 
     async def main(stray: Stray) -> tuple[bytes, SessionError]:
-        backend = client(served, tls)
+        backend = client(served)
         role = Rotating([SECRET, "rotated-secret-unknown-to-the-endpoint"])
         backend.credentials = credentials.Credentials(
             source="test",

@@ -18,22 +18,22 @@ from typing import Any
 import pytest
 
 from nova_emulator.faults import Faults
-from nova_emulator.server import Endpoint, EndpointThread
 from nova_emulator.sigv4 import Credentials as EndpointCredentials
-from nova_emulator.tls import TlsFiles, ensure_certificates, server_context
+from nova_emulator.tls import TlsFiles, ensure_certificates
 from sonic_fsm import credentials, testsignal
 from sonic_fsm.audio.talker import Talker, TalkerConfig
 from sonic_fsm.audio.wav import TimelineSink
-from sonic_fsm.backends.bedrock import BedrockBackend
 from sonic_fsm.backends.local import LocalBackend
+from sonic_fsm.local_endpoint import on_thread
 from sonic_fsm.runner import Runner, RunResult
-from sonic_fsm.settings import Settings, load
+from sonic_fsm.settings import load
 from sonic_fsm.tools import Tool
 
 pytestmark = pytest.mark.slow  # the real SDK over HTTP/2 against the endpoint, in real time
 
 KEY_ID = "AKIDSONICFSMTEST0002"
 SECRET = "emulator-secret-for-engine-tests"
+KEY = EndpointCredentials(access_key_id=KEY_ID, secret_access_key=SECRET)
 
 SHORT_SESSIONS = [
     "transition_threshold_seconds=3",
@@ -69,31 +69,20 @@ def converse(
     question."""
     server_settings = load(None, list(sessions))
 
-    def make() -> Endpoint:
-        return Endpoint(
-            backend=LocalBackend(server_settings, faults),
-            credentials=EndpointCredentials(access_key_id=KEY_ID, secret_access_key=SECRET),
-            tls=server_context(tls),
-        )
-
-    with EndpointThread(make) as endpoint:
-        settings: Settings = load(
-            None,
-            [
-                *sessions,
-                "backend.kind=bedrock",
-                f"backend.endpoint_uri='{endpoint.url}'",
-                "backend.open_timeout_seconds=5",
-                "backend.close_timeout_seconds=2",
-                "backend.retry_base_seconds=0.2",
-                "backend.retry_max_seconds=1.0",
-                *extra,
-            ],
-        )
-        backend = BedrockBackend(
-            settings,
-            credentials=creds or credentials.static(KEY_ID, secret),
-            ca_file=str(tls.ca_cert),
+    with on_thread(lambda: LocalBackend(server_settings, faults), tls, key=KEY) as served:
+        settings, backend = served.bedrock(
+            load(
+                None,
+                [
+                    *sessions,
+                    "backend.open_timeout_seconds=5",
+                    "backend.close_timeout_seconds=2",
+                    "backend.retry_base_seconds=0.2",
+                    "backend.retry_max_seconds=1.0",
+                    *extra,
+                ],
+            ),
+            creds or credentials.static(KEY_ID, secret),
         )
         sink = TimelineSink(None)
         holder: dict[str, Runner] = {}
@@ -126,7 +115,7 @@ def converse(
         result = asyncio.run(main())
         gc.collect()
         assert stray == [], stray
-        return result, talker, sink, endpoint.stats
+        return result, talker, sink, served.endpoint.stats
 
 
 def heard_once(sink: TimelineSink, lines: int) -> None:

@@ -18,12 +18,11 @@ from typing import Any
 
 import pytest
 
-from nova_emulator.server import Endpoint, EndpointThread
 from nova_emulator.sigv4 import Credentials
-from nova_emulator.tls import TlsFiles, ensure_certificates, server_context
 from sonic_fsm import cli, testsignal
 from sonic_fsm.audio.wav import write_wav
 from sonic_fsm.backends.local import LocalBackend
+from sonic_fsm.local_endpoint import on_thread
 from sonic_fsm.settings import load
 
 SHORT = [
@@ -104,25 +103,6 @@ def test_a_conversation_that_ends_with_its_input_exits_0(
 KEY_ID, SECRET = "AKIAEDGETEST", "the-right-secret"
 
 
-@pytest.fixture(scope="module")
-def tls(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
-    return ensure_certificates(tmp_path_factory.mktemp("edges-endpoint"))
-
-
-@contextlib.contextmanager
-def endpoint(tls: TlsFiles) -> Iterator[Endpoint]:
-    settings = load(None, ["emulator.speed=8.0"])
-    thread = EndpointThread(
-        lambda: Endpoint(
-            backend=LocalBackend(settings),
-            credentials=Credentials(access_key_id=KEY_ID, secret_access_key=SECRET),
-            tls=server_context(tls),
-        )
-    )
-    with thread as ep:
-        yield ep
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("key_id", "secret", "code"),
@@ -133,7 +113,6 @@ def endpoint(tls: TlsFiles) -> Iterator[Endpoint]:
 )
 def test_credentials_the_service_refuses_exit_4(
     mic: Path,
-    tls: TlsFiles,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
     key_id: str,
@@ -144,12 +123,14 @@ def test_credentials_the_service_refuses_exit_4(
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", secret)
     for name in ("AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_ENDPOINT_URL_BEDROCK_RUNTIME"):
         monkeypatch.delenv(name, raising=False)
-    with endpoint(tls) as ep:
+    settings = load(None, ["emulator.speed=8.0"])
+    key = Credentials(access_key_id=KEY_ID, secret_access_key=SECRET)
+    with on_thread(lambda: LocalBackend(settings), key=key) as ep:
         t0 = time.monotonic()
         exit_code = cli.main(
             ["run", "--headless", "--mic", str(mic), "--backend", "bedrock",
              "--set", f"backend.endpoint_uri='{ep.url}'",
-             "--set", f"backend.ca_file='{tls.ca_cert}'"]
+             "--set", f"backend.ca_file='{ep.ca_file}'"]
         )  # fmt: skip
         assert time.monotonic() - t0 < 30
     assert exit_code == cli.EXIT_REFUSED == 4

@@ -919,10 +919,10 @@ def test_in_real_time_the_backend_recognises_off_the_event_loop() -> None:
 def test_over_the_endpoint_a_rule_and_the_tool_use_behave_as_in_process(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
-    from nova_emulator.server import Endpoint, EndpointThread
     from nova_emulator.sigv4 import Credentials
-    from nova_emulator.tls import client_context, ensure_certificates, server_context
+    from nova_emulator.tls import client_context, ensure_certificates
     from nova_emulator.wire_client import WireClient
+    from sonic_fsm.local_endpoint import on_thread
 
     tls = ensure_certificates(tmp_path_factory.mktemp("emulator-endpoint"))
     creds = Credentials(access_key_id="AKIALOCALTEST", secret_access_key="the-secret")
@@ -966,11 +966,8 @@ def test_over_the_endpoint_a_rule_and_the_tool_use_behave_as_in_process(
         finally:
             await client.aclose()
 
-    thread = EndpointThread(
-        lambda: Endpoint(backend=backend, credentials=creds, tls=server_context(tls))
-    )
-    with thread as endpoint:
-        rule, texts = clock.run(go(endpoint.port))
+    with on_thread(lambda: backend, tls, key=creds) as served:
+        rule, texts = clock.run(go(served.port))
     assert rule == "ValidationException: audioInput before promptStart"
     assert texts == ["what time is it", "toolUse", "It is 07:00.", "It is 07:00."]
 

@@ -34,7 +34,7 @@ from nova_emulator.sigv4 import (
     sign_request,
     verify_request,
 )
-from nova_emulator.tls import TlsFiles, client_context, ensure_certificates, server_context
+from nova_emulator.tls import TlsFiles, client_context, ensure_certificates
 from nova_emulator.wire_client import WireClient
 from sonic_fsm import local_endpoint, testsignal
 from sonic_fsm.backends.local import LocalBackend
@@ -108,11 +108,8 @@ def tls_files(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
 
 @contextlib.contextmanager
 def serving(tls_files: TlsFiles, backend: Any) -> Iterator[tuple[Endpoint, EndpointThread]]:
-    thread = EndpointThread(
-        lambda: Endpoint(backend=backend, credentials=CREDS, tls=server_context(tls_files))
-    )
-    with thread as endpoint:
-        yield endpoint, thread
+    with local_endpoint.on_thread(lambda: backend, tls_files, key=CREDS) as served:
+        yield served.endpoint, served.thread
 
 
 async def wire(endpoint: Endpoint, tls_files: TlsFiles, **kw: Any) -> WireClient:
@@ -748,17 +745,11 @@ def test_idle_connections_are_capped_and_closed_while_real_ones_are_served(
         still_open = [i for i, ok in enumerate(done) if not ok]
         return refused, first, thread.call(lambda: endpoint.stats), still_open
 
-    thread = EndpointThread(
-        lambda: Endpoint(
-            backend=EchoBackend(),
-            credentials=CREDS,
-            tls=server_context(tls_files),
-            max_connections=cap,
-            idle_timeout=idle_s,
-        )
+    capped = local_endpoint.on_thread(
+        EchoBackend, tls_files, key=CREDS, max_connections=cap, idle_timeout=idle_s
     )
-    with thread as endpoint:
-        refused, first, stats, still_open = run(go(endpoint, thread), timeout=60)
+    with capped as served:
+        refused, first, stats, still_open = run(go(served.endpoint, served.thread), timeout=60)
     assert refused == n_idle - cap
     assert first == {"event": {"echo": {"of": "sessionStart"}}}
     assert (stats.peak_connections, stats.connections_idle_closed) == (cap, cap)

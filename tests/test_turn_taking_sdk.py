@@ -10,19 +10,14 @@ import pytest
 from turn_taking import Person, Say, judge
 
 from nova_emulator.faults import Faults
-from nova_emulator.server import Endpoint, EndpointThread
-from nova_emulator.sigv4 import Credentials as EndpointCredentials
-from nova_emulator.tls import TlsFiles, ensure_certificates, server_context
-from sonic_fsm import credentials
+from nova_emulator.tls import TlsFiles, ensure_certificates
 from sonic_fsm.audio.wav import TimelineSink
-from sonic_fsm.backends.bedrock import BedrockBackend
 from sonic_fsm.backends.local import LocalBackend
+from sonic_fsm.local_endpoint import on_thread
 from sonic_fsm.observer import NullObserver
 from sonic_fsm.runner import Runner
 from sonic_fsm.settings import load
 
-KEY_ID = "AKIDSONICFSMTEST0009"
-SECRET = "emulator-secret-for-turn-taking"
 PAUSE_S = 0.6
 SESSIONS = [
     "transition_threshold_seconds=4",
@@ -69,27 +64,14 @@ class Transitions(NullObserver):
 @pytest.mark.timeout(120)
 def test_turn_taking_over_the_sdk(tls: TlsFiles) -> None:
     server = load(None, SESSIONS)
+    slow_start = lambda n: Faults(start_delay_seconds=0.5)  # noqa: E731
 
-    def make() -> Endpoint:
-        return Endpoint(
-            backend=LocalBackend(server, lambda n: Faults(start_delay_seconds=0.5)),
-            credentials=EndpointCredentials(access_key_id=KEY_ID, secret_access_key=SECRET),
-            tls=server_context(tls),
-        )
-
-    with EndpointThread(make) as endpoint:
-        settings = load(
-            None,
-            [
-                *SESSIONS,
-                "backend.kind=bedrock",
-                f"backend.endpoint_uri='{endpoint.url}'",
-                "backend.open_timeout_seconds=5",
-                "backend.close_timeout_seconds=2",
-            ],
-        )
-        backend = BedrockBackend(
-            settings, credentials=credentials.static(KEY_ID, SECRET), ca_file=str(tls.ca_cert)
+    with on_thread(lambda: LocalBackend(server, slow_start), tls) as served:
+        settings, backend = served.bedrock(
+            load(
+                None,
+                [*SESSIONS, "backend.open_timeout_seconds=5", "backend.close_timeout_seconds=2"],
+            )
         )
         sink = TimelineSink(None, settings.audio.output_sample_rate)
         seen = Transitions()

@@ -13,13 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import os
-import tempfile
 import time
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
-from sonic_fsm import credentials
 from sonic_fsm.audio.wav import TimelineSink
 from sonic_fsm.bench import oracle
 from sonic_fsm.bench.run import REALTIME_OVERRIDES, _rss_mb
@@ -97,70 +94,42 @@ class _One:
 
 def run(settings: Settings, n: int, seconds: float = 75.0) -> dict[str, Any]:
     """N scored conversations of about ``seconds`` each, at once; returns the figures."""
-    from nova_emulator.loadtest import start_server
-    from sonic_fsm.backends.bedrock import BedrockBackend
+    from sonic_fsm.local_endpoint import as_process
 
     short = replace(settings, **REALTIME_OVERRIDES)
-    with tempfile.TemporaryDirectory(prefix="sonic-concurrent-") as tmp:
-        served = start_server(Path(tmp), [f"{k}={v}" for k, v in REALTIME_OVERRIDES.items()])
-        try:
-            os.environ["SSL_CERT_FILE"] = served.env["SSL_CERT_FILE"]
-            client = replace(
-                short,
-                **{
-                    "backend.kind": "bedrock",
-                    "backend.endpoint_uri": served.env["AWS_ENDPOINT_URL_BEDROCK_RUNTIME"],
-                },
-            )
-            key = served.credentials
-            lateness: list[float] = []
+    with as_process([f"{k}={v}" for k, v in REALTIME_OVERRIDES.items()]) as served:
+        os.environ["SSL_CERT_FILE"] = str(served.ca_file)
+        lateness: list[float] = []
 
-            async def main() -> tuple[list[_One], dict[str, float]]:
-                base_rss = _rss_mb()
-                ones = [
-                    _One(
-                        client,
-                        BedrockBackend(
-                            client,
-                            credentials=credentials.static(
-                                key.access_key_id, key.secret_access_key
-                            ),
-                            ca_file=served.env["SSL_CERT_FILE"],
-                        ),
-                        seconds,
-                        lateness,
-                    )
-                    for _ in range(n)
-                ]
-                peak = {"rss": 0.0}
+        async def main() -> tuple[list[_One], dict[str, float]]:
+            base_rss = _rss_mb()
+            ones = [_One(*served.bedrock(short), seconds, lateness) for _ in range(n)]
+            peak = {"rss": 0.0}
 
-                async def start(i: int, one: _One) -> None:
-                    await asyncio.sleep(STAGGER_SECONDS * i / max(1, n))
-                    await one.conv.run()
+            async def start(i: int, one: _One) -> None:
+                await asyncio.sleep(STAGGER_SECONDS * i / max(1, n))
+                await one.conv.run()
 
-                async def sample() -> None:
-                    while True:
-                        await asyncio.sleep(5.0)
-                        kept = sum(o.kept_mb() for o in ones)
-                        peak["rss"] = max(peak["rss"], _rss_mb() - kept - base_rss)
+            async def sample() -> None:
+                while True:
+                    await asyncio.sleep(5.0)
+                    kept = sum(o.kept_mb() for o in ones)
+                    peak["rss"] = max(peak["rss"], _rss_mb() - kept - base_rss)
 
-                sampler = asyncio.create_task(sample())
-                cpu0, wall0 = time.process_time(), time.perf_counter()
-                try:
-                    await asyncio.gather(*(start(i, o) for i, o in enumerate(ones)))
-                finally:
-                    sampler.cancel()
-                return ones, {
-                    "cpu": time.process_time() - cpu0,
-                    "wall": time.perf_counter() - wall0,
-                    "rss": peak["rss"],
-                }
+            sampler = asyncio.create_task(sample())
+            cpu0, wall0 = time.process_time(), time.perf_counter()
+            try:
+                await asyncio.gather(*(start(i, o) for i, o in enumerate(ones)))
+            finally:
+                sampler.cancel()
+            return ones, {
+                "cpu": time.process_time() - cpu0,
+                "wall": time.perf_counter() - wall0,
+                "rss": peak["rss"],
+            }
 
-            ones, used = asyncio.run(main())
-            server_cpu = served.cpu_seconds()
-        finally:
-            served.proc.terminate()
-            served.proc.wait(10)
+        ones, used = asyncio.run(main())
+        server_cpu = served.cpu_seconds()
     scores = [o.score() for o in ones]
     clean = [
         s

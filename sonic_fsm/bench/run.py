@@ -236,9 +236,10 @@ def memory(settings: Settings, hours: float) -> dict[str, Any]:
 
 def over_sdk(settings: Settings, minutes: float) -> dict[str, Any]:
     """The real-time conversation through the real SDK against the local endpoint."""
-    from sonic_fsm.bench.endpoint import sdk_backend
+    from sonic_fsm.local_endpoint import on_thread
 
-    with sdk_backend(settings, _slow_next) as (client, backend):
+    with on_thread(lambda: LocalBackend(settings, _slow_next)) as endpoint:
+        client, backend = endpoint.bedrock(settings)
         return conversation(client, minutes, backend=backend, virtual=False)
 
 

@@ -1,6 +1,6 @@
 """``sonic-fsm bench --scenario session-open``: opening and closing Bedrock sessions, timed.
 
-Through the real AWS SDK against the emulator's local endpoint (:mod:`sonic_fsm.bench.endpoint`).
+Through the real AWS SDK against the emulator's local endpoint (:mod:`sonic_fsm.local_endpoint`).
 ``open_ms``: ``backend.open()``, the opening events sent and the response received (the
 stream is live); ``close_ms``: the clean close (input closed, output drained, stream and
 transport closed). ``--opens`` sessions one after the other, then as many in pairs opened
@@ -14,9 +14,10 @@ import time
 from typing import Any
 
 from sonic_fsm.backends.bedrock import BedrockBackend
-from sonic_fsm.bench.endpoint import sdk_backend
+from sonic_fsm.backends.local import LocalBackend
 from sonic_fsm.core import protocol as pr
 from sonic_fsm.core.metrics import percentile
+from sonic_fsm.local_endpoint import on_thread
 from sonic_fsm.settings import Settings
 
 TIMEOUT_SECONDS = 30.0  # one open and close; far beyond what either takes
@@ -65,5 +66,6 @@ def run(settings: Settings, opens: int = 30) -> dict[str, Any]:
             await backend.aclose()
         return {"sequential": _figures(one_by_one), "two_at_once": _figures(pairs)}
 
-    with sdk_backend(settings) as (_, backend):
+    with on_thread(lambda: LocalBackend(settings)) as endpoint:
+        _, backend = endpoint.bedrock(settings)
         return asyncio.run(measure(backend))
