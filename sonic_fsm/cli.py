@@ -141,7 +141,8 @@ def _parser() -> argparse.ArgumentParser:
         "conversation spooled to disk, its peak RSS and growth per simulated hour. "
         "One part alone (not in all): audio: the audio adapters on a fake device; "
         "emulator: the emulated model for --minutes; session-open: Bedrock sessions opened "
-        "and closed over the SDK (--opens); dashboard: the dashboard's cost (--seconds)",
+        "and closed over the SDK (--opens); dashboard: the dashboard's cost (--seconds); "
+        "load: the emulator's endpoint under --streams one-turn sessions at once",
     )
     bench.add_argument(
         "--opens", type=int, default=30, help="session-open: sessions opened one by one"
@@ -157,6 +158,31 @@ def _parser() -> argparse.ArgumentParser:
     )
     bench.add_argument(
         "--seeds", type=int, default=2, help="turn-taking: conversations per endpointing level"
+    )
+    bench.add_argument(
+        "--streams", type=int, default=50, help="load: sessions at once (default 50)"
+    )
+    bench.add_argument(
+        "--per-connection",
+        type=int,
+        default=10,
+        help="load: streams on each HTTP/2 connection of the wire client (default 10)",
+    )
+    bench.add_argument(
+        "--client",
+        choices=["wire", "sdk"],
+        default="wire",
+        help="load: the light wire client, or the real AWS SDK (Bedrock backend)",
+    )
+    bench.add_argument(
+        "--paced", action="store_true", help="load: send the audio as a microphone does"
+    )
+    bench.add_argument(
+        "--stagger",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="load: spread the sessions' starts over this (default 0: all at once)",
     )
     bench.add_argument(
         "--concurrent",
@@ -414,7 +440,7 @@ def _bench_concurrent(args: argparse.Namespace) -> int:
     return 0 if figures["clean"] == figures["conversations"] else 1
 
 
-PARTS = ("audio", "emulator", "session-open", "dashboard")
+PARTS = ("audio", "emulator", "session-open", "dashboard", "load")
 """The bench scenarios that measure one part alone, each its own module in sonic_fsm/bench."""
 
 
@@ -437,6 +463,22 @@ def _bench_part(args: argparse.Namespace) -> dict[str, Any]:
         from sonic_fsm.bench import session_open
 
         return session_open.run(_load(args), args.opens)
+    if args.scenario == "load":
+        if args.streams < 1 or args.per_connection < 1:
+            raise UsageError("bench: --streams and --per-connection must be at least 1")
+        if args.stagger < 0:
+            raise UsageError("bench: --stagger must be 0 or more")
+        from sonic_fsm.bench import load
+
+        return load.run(
+            args.settings,
+            [*load.OVERRIDES, *args.set],
+            streams=args.streams,
+            per_connection=args.per_connection,
+            client=args.client,
+            realtime=args.paced,
+            stagger=args.stagger,
+        )
     if args.seconds <= 0:
         raise UsageError("bench: --seconds must be above 0")
     from sonic_fsm.bench import dashboard

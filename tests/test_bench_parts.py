@@ -1,4 +1,4 @@
-"""``sonic-fsm bench --scenario audio | emulator | session-open | dashboard``, each run tiny
+"""``sonic-fsm bench --scenario audio | emulator | session-open | dashboard | load``, each run tiny
 through the command line, so they keep working: every figure is there, nothing is timed."""
 
 from __future__ import annotations
@@ -34,6 +34,8 @@ def test_the_emulator_scenario_answers_every_utterance(tmp_path: Path) -> None:
         (["--scenario", "emulator", "--minutes", "2000"], "at most 1400"),
         (["--scenario", "session-open", "--opens", "0"], "--opens must be at least 1"),
         (["--scenario", "dashboard", "--seconds", "0"], "--seconds must be above 0"),
+        (["--scenario", "load", "--streams", "0"], "--streams and --per-connection must be"),
+        (["--scenario", "load", "--stagger", "-1"], "--stagger must be 0 or more"),
     ],
 )
 def test_a_bad_size_is_one_line(args: list[str], says: str, capsys) -> None:
@@ -76,3 +78,16 @@ def test_the_dashboard_scenario_runs_the_real_dashboard(tmp_path: Path, burst: b
     assert shown["polls_per_second"] > 0 and shown["screen_updates_per_second"] > 0
     assert f["engine_only"]["engine_events_per_second"] > 0
     assert ("engine_events_kept_pct" if burst else "dashboard_cpu_pct") in f
+
+
+@pytest.mark.slow  # a serve process, and the endpoint over loopback
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("client", ["wire", "sdk"])
+def test_the_load_scenario_completes_every_turn(tmp_path: Path, client: str) -> None:
+    args = ["--scenario", "load", "--streams", "3", "--per-connection", "2", "--client", client]
+    f = bench(tmp_path, *args)["load"]
+    assert f["turns_completed"] == f["streams"] == 3 and f["server_exit"] == 0
+    assert f["speed"] == 4.0 and f["client"] == client
+    for name in ("transcript", "audio", "final"):
+        assert 0 < f[f"utterance_end_to_{name}_ms_p50"] <= f[f"utterance_end_to_{name}_ms_max"]
+    assert f["server_cpu_ms_per_turn"] >= 0 and f["client_cpu_seconds"] > 0

@@ -23,7 +23,6 @@ import h2.settings
 import pytest
 
 from nova_emulator import eventstream
-from nova_emulator.loadtest import end_session, one_turn
 from nova_emulator.server import Endpoint, EndpointThread, parse_path
 from nova_emulator.sigv4 import (
     AuthError,
@@ -38,6 +37,7 @@ from nova_emulator.tls import TlsFiles, client_context, ensure_certificates
 from nova_emulator.wire_client import WireClient
 from sonic_fsm import local_endpoint, testsignal
 from sonic_fsm.backends.local import LocalBackend
+from sonic_fsm.bench.load import end_session, one_turn
 from sonic_fsm.core import protocol as pr
 from sonic_fsm.errors import SessionError
 from sonic_fsm.settings import Settings, replace
