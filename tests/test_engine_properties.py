@@ -70,6 +70,8 @@ class EngineMachine(RuleBasedStateMachine):
         self.pending_ready: list[str] = []
         self.pending_acks: list[ev.SessionSent] = []
         self.turn: dict[str, int] = {}
+        self.turns_begun: dict[str, int] = {}  # per session: content ids differ per turn
+        self.cut_by_client: set[str] = set()  # answer audio the client stopped at an onset
         self.cid = 0
         self.live_this_step: list[str] = []
         self.stopped_at: int | None = None
@@ -110,7 +112,12 @@ class EngineMachine(RuleBasedStateMachine):
 
     def handle(self, event: ev.WorkerEvent) -> None:
         self.live_this_step = []
+        sounding = {p.content_id for p in self.engine.playback.pieces if p.end > self.now}
         effects = self.engine.handle(event, self.now)
+        played = {e.content_id for e in effects if isinstance(e, fx.Play)}
+        assert not played & self.cut_by_client, "the rest of an answer the client cut plays"
+        if isinstance(event, ev.MicFrame) and any(isinstance(e, fx.FlushPlayback) for e in effects):
+            self.cut_by_client |= sounding
         if self.engine.retries.attempts > SETTINGS.backend.max_retries:  # failures in a row
             opened = [e for e in effects if isinstance(e, fx.OpenSession)]
             assert not opened, "a session opened after the retries ran out"
@@ -190,7 +197,9 @@ class EngineMachine(RuleBasedStateMachine):
         step = self.turn.get(sid, 0)
         kind = TURN_STEPS[step]
         self.turn[sid] = (step + 1) % len(TURN_STEPS)
-        base = f"{sid}-t"
+        if step == 0:
+            self.turns_begun[sid] = self.turns_begun.get(sid, 0) + 1
+        base = f"{sid}-t{self.turns_begun.get(sid, 0)}-"
         spec = json.dumps({"generationStage": "SPECULATIVE"})
         final = json.dumps({"generationStage": "FINAL"})
         events = {
@@ -232,6 +241,24 @@ class EngineMachine(RuleBasedStateMachine):
         }[kind]
         for e in events:
             self.handle(ev.SessionOutput(session_id=sid, event=e))
+
+    @precondition(lambda self: self.speaking())
+    @rule(data=hs.data())
+    def more_assistant_audio(self, data) -> None:
+        """Another chunk of the answer whose audio is under way (an answer is many)."""
+        sid = data.draw(hs.sampled_from(self.speaking()))
+        content = base64.b64encode(b"\x01\x00" * self.chunk_samples).decode()
+        cid = f"{sid}-t{self.turns_begun.get(sid, 0)}-a"
+        self.handle(ev.SessionOutput(session_id=sid, event=out("audioOutput", contentId=cid,
+                                                                content=content)))  # fmt: skip
+
+    def speaking(self) -> list[str]:
+        """Sessions whose answer audio is under way: one chunk of it sent, not yet ended."""
+        return [
+            sid
+            for sid in self.open_sessions("current", "closing", "next")
+            if TURN_STEPS[self.turn.get(sid, 0)] == "audio_end"
+        ]
 
     @precondition(lambda self: self.open_sessions("current"))
     @rule()
@@ -403,3 +430,21 @@ def test_frames_while_the_retries_run_out_are_sent_kept_or_counted_lost() -> Non
     m.mic(count=30, speech=False)  # s4's ready deadline passes: the fourth failure in a row
     assert m.engine.state is State.STOPPED
     m.no_frame_dropped_duplicated_or_reordered()
+
+
+def test_the_rest_of_an_answer_the_client_cut_does_not_play() -> None:
+    """An answer begins while the user speaks: it waits, then plays once they pause, later
+    than its session believes. They go on speaking: the client stops it (its session may not
+    know it is still sounding). The rest of that answer, still arriving, stays unplayed
+    (invariant 7; it talked over a user who paused for breath, seed 16 of
+    test_turn_taking)."""
+    m = EngineMachine()
+    m.assistant_chunks(samples=24000)
+    m.session_ready(data=Drawn("s1"))
+    m.mic(count=3, speech=True)
+    for _ in range(3):  # spec, audio start, the first audio: it waits for the user
+        m.assistant_step(data=Drawn("s1"))
+    m.mic(count=7, speech=False)  # a breath: the answer plays, late
+    m.mic(count=1, speech=True)  # they go on: the client stops it
+    assert m.cut_by_client
+    m.more_assistant_audio(data=Drawn("s1"))  # more of the same answer arrives

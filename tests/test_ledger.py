@@ -169,6 +169,30 @@ def test_recovery_replays_what_was_begun_but_not_finished() -> None:
     assert lg.history(first) == []  # the replacement hears the question again
 
 
+def test_a_replacement_answering_a_turn_whose_answer_the_user_cut_repeats_it() -> None:
+    """s1 dies mid-answer; s2 is sent the question again; then the user speaks over what is
+    left of s1's answer (cut: given all the same). s2's answer to the question repeats it;
+    an answer that may be to the new speech does not."""
+    lg = ledger()
+    lg.opened("s1", 0)
+    speak(lg, [(10, 30)], 57)
+    assert not lg.answer_began("s1", 57)  # then the stream dies mid-answer
+    first = lg.replay_from("s1", 60, finished=True)
+    lg.opened("s2", first)
+    speak(lg, [(10, 30), (62, 70)], 64, start=58)  # the user speaks over the rest of it
+    lg.answer_ended("s1")  # the client cut it
+    assert lg.answer_began("s2", 64)  # to the question again, the new speech going on
+    lg.answer_ended("s2")
+    assert not lg.answer_began("s2", 100)  # once the new speech has ended: to it
+    again = ledger()
+    again.opened("s1", 0)
+    speak(again, [(10, 30)], 57)
+    again.answer_began("s1", 57)
+    again.opened("s2", again.replay_from("s1", 60, finished=True))
+    speak(again, [(10, 30)], 64, start=58)
+    assert not again.answer_began("s2", 64)  # nobody cut s1's answer: a restart, played
+
+
 def test_an_answer_to_a_history_turn_proves_nothing_about_the_audio() -> None:
     lg = ledger()
     lg.opened("s2", 0)

@@ -169,6 +169,44 @@ def recovering_spans(seen: list[tuple[float, str]]) -> list[tuple[float, float]]
     )
 )  # fmt: skip
 def test_a_listener_has_nothing_to_complain_about(plan) -> None:
+    nothing_to_complain_about(plan)
+
+
+def utterances(*lines: tuple[tuple[float, ...], str, float]) -> list[Say]:
+    return [Say(number=n, key_pauses=p, after=a, offset=o) for n, (p, a, o) in enumerate(lines, 1)]
+
+
+# A session dies mid-answer; its replacement is sent the question again; the user speaks
+# over what is left of the answer. The replacement's answer to the question must not play
+# again: it played in a breath of the user's (seed 16: talk-over), or before the answer to
+# what they said (seed 30: a reply 3.5 s late).
+DIED_MID_ANSWER_THEN_CUT = {
+    "seed 16": (
+        1913,
+        utterances(((0.0, 1.093, 0.0), "answer_end", 1.443),
+                   ((0.266, 0.0, 0.921), "answer_end", 2.993),
+                   ((0.0, 0.0, 0.0), "HANDOFF", 0.116), ((0.729, 0.0, 0.0), "PROMOTED", 0.0),
+                   ((0.0, 0.0, 0.0), "HANDOFF", 1.241)),
+        {2: Faults(start_delay_seconds=0.5, die_mid_answer=1), 5: Faults(start_delay_seconds=0.5)},
+    ),
+    "seed 30": (
+        1211,
+        utterances(((0.0, 0.285, 0.0), "HANDOFF", 1.489), ((0.0, 0.0, 0.551), "PROMOTED", 0.64),
+                   ((0.0, 0.0, 0.0), "BUFFERING", 1.961),
+                   ((0.143, 0.0, 0.163), "answer_end", 0.839),
+                   ((0.0, 0.0, 0.149), "HANDOFF", 0.0), ((0.454, 0.721, 0.102), "HANDOFF", 0.0)),
+        {2: Faults(start_delay_seconds=6.0, die_mid_answer=1), 5: Faults(start_delay_seconds=0.5),
+         6: Faults(start_delay_seconds=6.0), 7: Faults(start_delay_seconds=2.0)},
+    ),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", sorted(DIED_MID_ANSWER_THEN_CUT))
+def test_an_answer_the_user_cut_is_not_given_again_by_the_replacement(name: str) -> None:
+    nothing_to_complain_about(DIED_MID_ANSWER_THEN_CUT[name])
+
+
+def nothing_to_complain_about(plan: tuple[int, list[Say], dict[int, Faults]]) -> None:
     pause_ms, says, faults = plan
     _result, person, sink, seen, log = play(pause_ms, says, faults)
     verdict = judge(person, sink)

@@ -26,9 +26,11 @@ def keep_what_was_heard(eng: Engine, sess: Session) -> None:
     """The user cut ``sess``'s latest answer: the history keeps the part they heard."""
     full = sess.answer_entry.text if sess.answer_entry else " ".join(sess.speculative_texts)
     sess.speculative_texts.clear()
-    if not full or sess.answer_cut:
+    if sess.answer_cut:
         return
     sess.answer_cut = True
+    if not full:
+        return
     words = full.split()
     heard = eng.playback.heard_seconds(sess.answer_audio or "", eng.now)
     total = max(sess.answer_audio_bytes / (2 * eng.playback.rate), len(words) / WORDS_PER_SECOND)
@@ -93,8 +95,10 @@ def _answer_started(eng: Engine, sess: Session) -> None:
     if history_turn:
         sess.history_answers_due -= 1
     sess.answer_audio, sess.answer_audio_bytes, sess.answer_entry = None, 0, None
-    sess.answer_cut = False
-    eng.ledger.answer_began(sess.id, sess.last_seq, evidence=not history_turn)
+    # A repeat of an answer already given (the user cut it) is not played: as good as cut.
+    sess.answer_cut = eng.ledger.answer_began(sess.id, sess.last_seq, evidence=not history_turn)
+    if sess.answer_cut and eng.s.session_logging.log_barge_in_events:
+        eng.say(f"[REPEAT] {sess.id} answers again what the user cut: not played")
 
 
 def _on_text(eng: Engine, sess: Session, t: pr.TextOutput) -> None:
@@ -146,6 +150,9 @@ def _on_audio(eng: Engine, sess: Session, a: pr.AudioOutput) -> None:
     if a.content_id == sess.answer_audio:
         sess.answer_audio_bytes += len(a.pcm)
     eng.playback.arrived(sess.id, len(a.pcm), eng.now)
+    if sess.answer_cut and a.content_id == sess.answer_audio:
+        eng.metrics.audio_interrupted_bytes += len(a.pcm)  # the rest of an answer cut
+        return
     first = a.content_id == sess.answer_audio and sess.answer_audio_bytes == len(a.pcm)
     play = fx.Play(session_id=sess.id, content_id=a.content_id, pcm=a.pcm)
     if first and sess.waiting_since is None and eng.ledger.open is not None and not eng.muted:

@@ -19,6 +19,9 @@ from what the service *did*:
   comes before its answer, a typed or history-only turn is kept, and a turn whose audio is
   replayed leaves the history (the new session hears it again).
 - Speech no session transcribed or answered for ``abandon_frames`` is a cough: not replayed.
+- An answer the user cut was given all the same. A replacement sent the turn again before
+  the user cut what was left of the failed session's answer **repeats** it when it answers
+  that turn: the engine does not play it (the user would hear an answer they stopped).
 
 Sans-IO: frame numbers in, decisions out.
 """
@@ -148,16 +151,33 @@ class Ledger:
         """Session ``sid`` hears the user from ``first_seq`` on: earlier speech is not its."""
         self.accounts[sid] = Account(begun=first_seq, done=first_seq, labelled=first_seq)
 
-    def answer_began(self, sid: str, heard_to: int, evidence: bool = True) -> None:
+    def answer_began(self, sid: str, heard_to: int, evidence: bool = True) -> bool:
         """``sid`` began an answer, having received frames up to ``heard_to``. ``evidence``
-        False: it answers a history turn, which says nothing about the audio."""
+        False: it answers a history turn, which says nothing about the audio. True when the
+        answer repeats one already given (see :meth:`_repeats`)."""
         acct = self.accounts.get(sid)
         if acct is None:
-            return
+            return False
         acct.answer_at = heard_to
+        since = acct.begun
         if evidence:
             acct.begun = max(acct.begun, self._covered(acct.begun, heard_to))
         acct.answering = acct.begun
+        return self._repeats(sid, since, acct.begun, heard_to)
+
+    def _repeats(self, sid: str, since: int, begun: int, heard_to: int) -> bool:
+        """An answer covering the speech from ``since`` to ``begun`` repeats one already
+        given when another session finished, or the user cut, an answer to all of it, and
+        no later speech has ended that it could be answering instead. That happens to a
+        replacement: it was sent the turn whose answer the failure cut short, then the user
+        spoke over what was left of that answer."""
+        given = max((a.done for s, a in self.accounts.items() if s != sid), default=0)
+        if not since < begun <= given:
+            return False
+        return not any(
+            s.start >= given and s.end is not None and heard_to + 1 - s.end >= self.min_pause_frames
+            for s in self.stretches
+        )
 
     def answer_ended(self, sid: str) -> None:
         """The answer in progress finished, or the user cut it: either way it was given."""

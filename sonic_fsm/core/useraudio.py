@@ -67,6 +67,7 @@ def _barge_in_for(eng: Engine, listening: Session | None) -> None:
     for sid in sorted(unaware):
         sess = eng.sessions[sid]
         answers.keep_what_was_heard(eng, sess)
+        eng.ledger.answer_ended(sid)  # cut by the user: given all the same
         if eng.s.session_logging.log_barge_in_events:
             eng.say(f"[BARGE_IN] the user spoke over {sid}'s answer: stopped here")
         views.add_transcript(
