@@ -45,3 +45,20 @@ def test_a_name_that_is_no_trigger_raises() -> None:
     with pytest.raises(ValueError):
         engine.fire("buffer_drianed")  # type: ignore[arg-type]
     assert engine.state is State.NORMAL
+
+
+def test_a_trigger_queued_in_a_callback_is_checked_when_it_runs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Inside a callback the machine is mid-transition, so a trigger waits its turn; whether
+    the table has it is asked when it runs. BUFFERING takes both STOP and NEXT_FAILED, but by
+    the time NEXT_FAILED runs the conversation has STOPPED, which has no row for it."""
+    engine = Engine(load(None, []), now=0.0)
+
+    def open_next(e: object) -> None:
+        engine.fire(Trigger.STOP)
+        engine.fire(Trigger.NEXT_FAILED)
+
+    monkeypatch.setattr(engine, "open_next", open_next)
+    engine.fire(Trigger.DEADLINE_REACHED)  # NORMAL -> BUFFERING, then its `after`
+    assert engine.state is State.STOPPED

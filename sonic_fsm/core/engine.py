@@ -82,6 +82,7 @@ class Engine:
         self.calls = tc.ToolCalls()
         self.tool_result_ids = itertools.count(1)
         self.state: State = State.NORMAL
+        self._fired: deque[Trigger] = deque()  # the trigger running, then those queued
         self.machine = attach(self, on_exception=self._on_exception)
 
     # ---- guards' context ---------------------------------------------------------------
@@ -248,12 +249,23 @@ class Engine:
         return Trigger(trigger) in self.machine.get_triggers(self.state)
 
     def fire(self, trigger: Trigger) -> None:
-        """Fire ``trigger`` if the table has it for the current state (queued when inside a
-        callback): an event the state does not care about is not a transition. A name that
-        is no trigger at all raises (ValueError); ``ignore_invalid_triggers=False`` holds for
-        the rest."""
-        if self.allowed(trigger):
-            self.trigger(trigger.value)
+        """Fire ``trigger`` if the table has it for the state the machine is in when it runs:
+        an event the state does not care about is not a transition. Inside a callback the
+        machine is mid-transition, so the trigger is queued and checked when its turn comes
+        (after the transition under way and those queued before it). A name that is no
+        trigger at all raises (ValueError) at once; ``ignore_invalid_triggers=False`` holds
+        for the rest."""
+        self._fired.append(Trigger(trigger))
+        if len(self._fired) > 1:
+            return  # a transition is under way; its loop below runs this one in turn
+        try:
+            while self._fired:
+                if self.allowed(self._fired[0]):
+                    self.trigger(self._fired[0].value)
+                self._fired.popleft()
+        except BaseException:
+            self._fired.clear()
+            raise
 
     def schedule_retry(self, e: EventData) -> None:
         """After a failed next session: open another after a backoff, while retries last."""
