@@ -10,6 +10,7 @@ from nova_emulator.faults import Faults, no_faults
 from sonic_fsm.backends.local import LocalBackend
 from sonic_fsm.bench.run import ScoredRun, scored_run
 from sonic_fsm.bench.script import evenly
+from sonic_fsm.core import sessions
 from sonic_fsm.settings import load
 
 
@@ -60,6 +61,17 @@ def test_silent_user_is_handed_over_at_the_hard_deadline() -> None:
     assert out.result.metrics["handoffs"] >= 3
     assert out.result.metrics["recoveries"] == 0  # never hit the service's limit
     assert any("[DEADLINE]" in line for line in out.log)
+    assert out.score.lost == [] and out.score.answered_twice == []
+
+
+def test_a_long_conversation_forgets_the_sessions_it_has_finished_with() -> None:
+    """A fifteen-minute conversation on one-minute sessions opens more than a dozen; the
+    engine keeps the open ones and the last few gone, not every one it ever opened."""
+    lines = evenly(1, 1.0) + evenly(1, 1.0, first=900.0, start_number=2)
+    out = converse(SILENT_MINUTE, lines, no_faults, ())
+    assert out.result.metrics["handoffs"] >= 12
+    kept = out.conv.conversation._engine.sessions
+    assert len(kept) <= sessions.GONE_KEPT + 2, sorted(kept)
     assert out.score.lost == [] and out.score.answered_twice == []
 
 

@@ -131,6 +131,7 @@ class Engine:
             timers.check(self)
         elif isinstance(event, ev.MicFrame):
             useraudio.after_end(self, event.seq, event.pcm)
+        sessions.prune(self)
         return self.take()
 
     def next_deadline(self) -> float | None:

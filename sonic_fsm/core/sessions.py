@@ -115,6 +115,38 @@ def close_session(eng: Engine, sid: str, failed: bool = False) -> None:
     eng.emit(fx.CloseSession(session_id=sid))
 
 
+GONE_KEPT = 8
+"""Gone sessions kept (the ones opened last) whatever else: an adapter may still ask their figures
+(a recording's summary once its stream has closed, up to the close timeout later)."""
+SHOWN_SECONDS = 5.0
+"""A gone session is shown in the snapshot until this long after it opened."""
+
+
+def prune(eng: Engine) -> None:
+    """Forget gone sessions that nothing refers to, so a long conversation does not keep
+    every session it ever opened. Kept: the :data:`GONE_KEPT` opened last; any the switch names
+    (current, next, old, failed) or whose audio it holds; any whose audio is on the speaker
+    or waits to play; any a tool call belongs to; any still shown (:data:`SHOWN_SECONDS`);
+    any opened since the last failure (it may end the row of failures)."""
+    gone = [s for s in eng.sessions.values() if s.role in GONE_ROLES]
+    if len(gone) <= GONE_KEPT:
+        return
+    named = {eng.current, eng.next, eng.switch.old, eng.switch.failed}
+    named |= {p.session_id for p in eng.switch.held}
+    named |= {p.session_id for p in eng.playback.pieces}
+    named |= eng.calls.session_ids()
+    since = eng.retries.last_at
+    for s in gone[:-GONE_KEPT]:
+        if (
+            s.id not in named
+            and not s.waiting
+            and s.waiting_since is None
+            and eng.now - s.opened_at >= SHOWN_SECONDS
+            and (since is None or s.opened_at < since)
+        ):
+            del eng.sessions[s.id]
+
+
 def on_ready(eng: Engine, sid: str) -> None:
     sess = eng.sessions.get(sid)
     if sess is None or sess.role in GONE_ROLES:

@@ -144,6 +144,10 @@ class ToolCalls:
             if c.session_id == session_id and c.sent:
                 c.answered = True
 
+    def session_ids(self) -> set[str]:
+        """Every session a call still held here belongs to."""
+        return {w.session_id for c in self.calls.values() for w in (c, *c.waiters)}
+
     def outstanding(self, session_id: str | None) -> bool:
         return any(c.session_id == session_id and not c.answered for c in self.calls.values())
 

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from sonic_fsm.core import effects as fx
 from sonic_fsm.core import metrics as mx
+from sonic_fsm.core import sessions
 from sonic_fsm.core.machine import OPEN_ROLES, State
 from sonic_fsm.core.snapshot import SessionView, Snapshot, ToolView, TranscriptLine
 
@@ -30,7 +31,7 @@ def snapshot(eng: Engine) -> Snapshot:
             audio_out_bytes=s.audio_out_bytes,
         )
         for s in eng.sessions.values()
-        if s.role in OPEN_ROLES or eng.now - s.opened_at < 5
+        if s.role in OPEN_ROLES or eng.now - s.opened_at < sessions.SHOWN_SECONDS
     )
     return Snapshot(
         now=eng.now - eng.started_at,
