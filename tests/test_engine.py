@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
+
 from sonic_fsm.core import effects as fx
 from sonic_fsm.core import events as ev
+from sonic_fsm.core import timers
 from sonic_fsm.core.engine import Engine
 from sonic_fsm.core.machine import State
 from sonic_fsm.settings import load
@@ -104,3 +107,35 @@ def test_the_next_sessions_ready_wait_ends_with_the_current_session() -> None:
     effects = engine.handle(ev.Tick(), 60.0)
     assert engine.next is None and engine.sessions["s2"].role.value == "failed"
     assert any("[RETRY]" in e.line for e in effects if isinstance(e, fx.Log))
+
+
+def test_a_frame_reads_the_deadlines_once_per_check_and_next_deadline_reads_that_list(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The timers are worked out once per check (one before the frame, one after), and
+    next_deadline() / deadlines() answer from the list the last check read, not anew."""
+    engine = started()
+    reads = 0
+    awaited = timers.awaited
+
+    def counted(eng: Engine) -> object:
+        nonlocal reads
+        reads += 1
+        return awaited(eng)
+
+    monkeypatch.setattr(timers, "awaited", counted)  # one call in each reading of the list
+    engine.handle(ev.MicFrame(seq=0, pcm=bytes(2048)), 1.0)
+    assert reads == 2
+    assert engine.next_deadline() == 30.0
+    armed = [(30.0, timers.Timer.THRESHOLD), (52.0, timers.Timer.HARD_DEADLINE)]
+    assert engine.deadlines() == armed
+    assert reads == 2
+
+
+def test_a_timer_handled_makes_the_ones_after_it_read_again() -> None:
+    """Due together: the threshold moves the machine to MONITORING, which arms the
+    audio-start timeout; the hard deadline, after it in order, still fires in that check."""
+    engine = started()
+    engine.handle(ev.Tick(), 52.0)  # the threshold (30 s) and the hard deadline (52 s)
+    assert engine.state is State.BUFFERING and engine.forced
+    assert timers.Timer.HARD_DEADLINE not in [what for _, what in engine.deadlines()]

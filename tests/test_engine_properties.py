@@ -21,7 +21,7 @@ from hypothesis.stateful import (
 
 from sonic_fsm.core import effects as fx
 from sonic_fsm.core import events as ev
-from sonic_fsm.core import useraudio
+from sonic_fsm.core import timers, useraudio
 from sonic_fsm.core.engine import Engine
 from sonic_fsm.core.machine import State
 from sonic_fsm.settings import load
@@ -311,6 +311,12 @@ class EngineMachine(RuleBasedStateMachine):
         captured = self.stopped_at if self.stopped_at is not None else self.seq + 1
         missing = [s for s in range(captured) if s not in reached | kept | lost]
         assert not missing, f"frames neither sent, kept nor counted lost: {missing[:5]}"
+
+    @invariant()
+    def the_deadlines_told_are_the_engines_own(self) -> None:
+        """What next_deadline() reads (the list the last timer check left) is what the
+        engine, read afresh, has armed."""
+        assert self.engine.deadlines() == timers.deadlines(self.engine)
 
     @invariant()
     def buffer_within_cap(self) -> None:

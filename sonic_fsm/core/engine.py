@@ -84,6 +84,7 @@ class Engine:
         self.state: State = State.NORMAL
         self._fired: deque[Trigger] = deque()  # the trigger running, then those queued
         self.machine = attach(self, on_exception=self._on_exception)
+        self._armed: list[tuple[float, Timer]] = []  # the timers as the last call left them
 
     # ---- guards' context ---------------------------------------------------------------
 
@@ -119,28 +120,33 @@ class Engine:
         """Open the first session."""
         self.now = now
         self.current = sessions.open_session(self, Role.CURRENT)
+        self._armed = timers.deadlines(self)
         return self.take()
 
     def handle(self, event: ev.WorkerEvent, now: float) -> list[fx.Effect]:
         """Handle one worker event at time ``now``; return what the adapters must do."""
         self._advance(now)
+        armed = None
         if self.state is not State.STOPPED:
             timers.check(self)  # what fell due by ``now`` happened before this event
         if self.state is not State.STOPPED:
             self._dispatch(event)
-            timers.check(self)
+            armed = timers.check(self)
         elif isinstance(event, ev.MicFrame):
             useraudio.after_end(self, event.seq, event.pcm)
-        sessions.prune(self)
+        sessions.prune(self)  # gone sessions no deadline reads
+        self._armed = armed if armed is not None else timers.deadlines(self)
         return self.take()
 
     def next_deadline(self) -> float | None:
         """The earliest time at which :class:`Tick` must be handled."""
-        return min((when for when, _ in self.deadlines()), default=None)
+        return min((when for when, _ in self._armed), default=None)
 
     def deadlines(self) -> list[tuple[float, Timer]]:
-        """Every armed timer as ``(when, what)``."""
-        return timers.deadlines(self)
+        """Every armed timer as ``(when, what)``: the list the last timer check read, as it
+        stood when the last call (``start``, ``handle``, ``end``) returned; the engine
+        changes only in those calls."""
+        return list(self._armed)
 
     # ---- dispatch ----------------------------------------------------------------------
 
@@ -301,6 +307,7 @@ class Engine:
         self._advance(now)
         if self.state is not State.STOPPED:
             self.stop_because(reason)
+        self._armed = timers.deadlines(self)
         return self.take()
 
     # ---- bookkeeping -------------------------------------------------------------------

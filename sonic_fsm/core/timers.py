@@ -29,11 +29,6 @@ class Timer(Enum):
     OLD_SESSION = "old session"  # the old session did not finish its answer in time
 
 
-def deadlines(eng: Engine) -> list[tuple[float, Timer]]:
-    """Every armed timer as ``(when, what)``, in the order they are handled."""
-    return [(when, what) for what in Timer if (when := deadline(eng, what)) is not None]
-
-
 def hard_deadline(eng: Engine, sess: Session) -> float:
     """The service's end of ``sess`` less the margin: the hand-off is forced then."""
     return sessions.ends_at(eng, sess) - eng.s.hard_deadline_margin_seconds
@@ -49,49 +44,59 @@ def awaited(eng: Engine) -> Session | None:
     return None
 
 
-def check(eng: Engine) -> None:
-    """Fire what is due; a move may make another deadline due at once (e.g. back in
-    NORMAL with a session already past its threshold), so look again after one."""
-    for _ in range(len(State)):
-        before = eng.state
-        _check_once(eng)
-        if eng.state is before:
-            return
-
-
-def deadline(eng: Engine, what: Timer) -> float | None:
-    """When the timer ``what`` is due, or None when it is not armed: the one place each
-    deadline is written."""
+def deadlines(eng: Engine) -> list[tuple[float, Timer]]:
+    """Every armed timer as ``(when, what)``, in the order they are handled: the one place
+    each deadline is written."""
     st = eng.state
     cur = eng.sessions.get(eng.current or "")
-    at_risk = cur is not None and cur.ready and st in BEFORE_HANDOFF
-    match what:
-        case Timer.THRESHOLD if at_risk and st is State.NORMAL:
-            assert cur is not None
-            return cur.opened_at + eng.s.transition_threshold_seconds
-        case Timer.HARD_DEADLINE if at_risk and not eng.switch.forced:
-            assert cur is not None
-            return hard_deadline(eng, cur)
-        case Timer.AUDIO_START if (
-            st is State.MONITORING and eng.switch.monitoring_since is not None
-        ):
-            return eng.switch.monitoring_since + eng.s.audio_start_timeout_seconds
-        case Timer.READY if (waiting := awaited(eng)) is not None:
-            return waiting.ready_by
-        case Timer.RETRY:
-            return eng.retries.retry_at
-        case Timer.OLD_SESSION if st is State.PROMOTED and eng.switch.promoted_at is not None:
-            return eng.switch.promoted_at + OLD_SESSION_GRACE_SECONDS
-    return None
+    armed: list[tuple[float, Timer]] = []
+    if cur is not None and cur.ready and st in BEFORE_HANDOFF:  # the limit still ahead
+        if st is State.NORMAL:
+            armed.append((cur.opened_at + eng.s.transition_threshold_seconds, Timer.THRESHOLD))
+        if not eng.switch.forced:
+            armed.append((hard_deadline(eng, cur), Timer.HARD_DEADLINE))
+    if st is State.MONITORING and eng.switch.monitoring_since is not None:
+        armed.append(
+            (eng.switch.monitoring_since + eng.s.audio_start_timeout_seconds, Timer.AUDIO_START)
+        )
+    if (waiting := awaited(eng)) is not None:
+        armed.append((waiting.ready_by, Timer.READY))
+    if eng.retries.retry_at is not None:
+        armed.append((eng.retries.retry_at, Timer.RETRY))
+    if st is State.PROMOTED and eng.switch.promoted_at is not None:
+        armed.append((eng.switch.promoted_at + OLD_SESSION_GRACE_SECONDS, Timer.OLD_SESSION))
+    return armed
 
 
-def _check_once(eng: Engine) -> None:
-    """Handle each due timer in turn; each is looked at again after the one before it
-    moved the machine."""
-    for what in Timer:
-        when = deadline(eng, what)
-        if when is not None and eng.now >= when:
+def check(eng: Engine) -> list[tuple[float, Timer]]:
+    """Fire what is due; a move may make another deadline due at once (e.g. back in
+    NORMAL with a session already past its threshold), so look again after one. Returns
+    the deadlines as they stand afterwards (what ``Engine.next_deadline()`` reads)."""
+    for _ in range(len(State)):
+        before = eng.state
+        armed = _check_once(eng)
+        if eng.state is before:
+            break
+    return armed
+
+
+_ORDER = {what: i for i, what in enumerate(Timer)}
+
+
+def _check_once(eng: Engine) -> list[tuple[float, Timer]]:
+    """Handle each due timer in turn, in :class:`Timer` order. The deadlines are read once,
+    and again only after a timer was handled: that may have moved the machine, so the ones
+    after it are taken as they stand then. Returns the deadlines as they stand at the end."""
+    armed = deadlines(eng)
+    i = 0
+    while i < len(armed):
+        when, what = armed[i]
+        i += 1
+        if eng.now >= when:
             _handle(eng, what)
+            armed = deadlines(eng)
+            i = next((j for j, (_, t) in enumerate(armed) if _ORDER[t] > _ORDER[what]), len(armed))
+    return armed
 
 
 def _handle(eng: Engine, what: Timer) -> None:
