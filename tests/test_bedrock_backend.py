@@ -656,3 +656,76 @@ def test_accepted_reports_a_refusal_whenever_it_comes(asked: float, after: float
             await asyncio.wait_for(session.close(), timeout=10)
 
     asyncio.run(main())
+
+
+class _StuckInput:
+    """An input stream whose buffer is full for good: a send never completes."""
+
+    async def send(self, chunk: Any) -> None:
+        await asyncio.Event().wait()
+
+    async def close(self) -> None:
+        return None
+
+
+class _DyingStream:
+    """An SDK stream whose input never drains and whose output fails ``after`` seconds in."""
+
+    def __init__(self, after: float) -> None:
+        self.after = after
+        self.input_stream = _StuckInput()
+
+    async def await_output(self) -> Any:
+        await asyncio.sleep(self.after)
+        raise ConnectionResetError("connection reset by peer")
+
+
+def _dying_session(after: float) -> Any:
+    from sonic_fsm.backends.bedrock import BedrockSession
+
+    return BedrockSession(
+        session_id="s1",
+        client=None,  # type: ignore[arg-type]
+        transport=_QuietTransport(),  # type: ignore[arg-type]
+        stream=_DyingStream(after),
+        open_timeout=5.0,
+        close_timeout=1.0,
+        credentials_expire_at=None,
+        backend=None,
+    )
+
+
+def test_a_send_stuck_on_a_dead_stream_ends_with_the_streams_error() -> None:
+    """The send waits in the caller's task; the output side failing cuts it short with the
+    session's error, and the caller's task is left as it was (not cancelled after)."""
+
+    async def main() -> None:
+        session = _dying_session(0.05)
+        try:
+            with pytest.raises(SessionError) as caught:
+                await asyncio.wait_for(session.send(pr.session_start()), timeout=10)
+            assert caught.value.code == "ConnectionError"
+            task = asyncio.current_task()
+            assert task is not None and task.cancelling() == 0
+            await asyncio.sleep(0)  # no cancel left pending for this task
+            with pytest.raises(SessionError):  # and a later send fails at once
+                await asyncio.wait_for(session.send(pr.session_start()), timeout=10)
+        finally:
+            await asyncio.wait_for(session.close(), timeout=10)
+
+    asyncio.run(main())
+
+
+def test_cancelling_a_stuck_send_cancels_it_even_when_the_stream_dies_meanwhile() -> None:
+    async def main() -> None:
+        session = _dying_session(0.05)
+        try:
+            sending = asyncio.ensure_future(session.send(pr.session_start()))
+            await asyncio.sleep(0.01)
+            sending.cancel()
+            await asyncio.wait({sending}, timeout=10)
+            assert sending.cancelled()
+        finally:
+            await asyncio.wait_for(session.close(), timeout=10)
+
+    asyncio.run(main())

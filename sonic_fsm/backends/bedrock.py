@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -118,8 +119,18 @@ class _Transport(AWSCRTHTTPClient):
         return [w for s in self.crt_streams if (w := getattr(s, "_writer", None)) is not None]
 
 
+@functools.cache
+def crt_eventloop() -> _AWSCRTEventLoop:
+    """The CRT's event loop for every backend in the process: one thread (and one host
+    resolver), not two per backend. A server builds a backend per connection; each stream
+    still has its own connection."""
+    return _AWSCRTEventLoop()
+
+
+@functools.cache
 def tls_context(ca_file: str = "") -> Any:
-    """The CRT's TLS context: the system's trust store, or only ``ca_file`` when given.
+    """The CRT's TLS context: the system's trust store, or only ``ca_file`` when given;
+    built once per process for each (reading the trust store blocks for 5 to 15 ms).
 
     The CRT reads ``SSL_CERT_FILE`` only once per process, so a test that starts a TLS
     endpoint in-process hands its CA over here instead.
@@ -225,6 +236,8 @@ class BedrockSession:
         self._live = asyncio.Event()  # the pump has the response and reads the output
         self._output_task = asyncio.ensure_future(stream.await_output())
         self._pump_task = asyncio.ensure_future(self._pump())
+        self._sending: dict[asyncio.Task[Any], bool] = {}  # tasks in a send: cut short?
+        self._pump_task.add_done_callback(self._cut_send)
         self._error: SessionError | None = None
         self._closing: asyncio.Future[None] | None = None
         self.on_closed: Any = None
@@ -321,26 +334,38 @@ class BedrockSession:
             raise SessionError("ConnectionError", "send on a closed session")
         if self._error is not None:
             raise self._error
+        if self._pump_task.done():
+            raise SessionError("ConnectionError", "the stream ended during a send")
         payload = json.dumps(event, separators=(",", ":")).encode()
         chunk = InvokeModelWithBidirectionalStreamInputChunk(
             value=BidirectionalInputPayloadPart(bytes_=payload)
         )
         # A send blocks while the SDK's buffer is full, which on a dead connection is
-        # forever: race it against the output side, which notices the failure.
-        sending = asyncio.ensure_future(self._stream.input_stream.send(chunk))
+        # forever: the output side notices the failure and cuts the send short (as
+        # asyncio.timeout does: a cancel of this task, taken back here). Awaited in the
+        # caller's task, not in one of its own per event.
+        sender = asyncio.current_task()
+        assert sender is not None
+        self._sending[sender] = False
         try:
-            await asyncio.wait({sending, self._pump_task}, return_when=asyncio.FIRST_COMPLETED)
+            await self._stream.input_stream.send(chunk)
         except asyncio.CancelledError:
-            sending.cancel()
-            raise
-        if not sending.done():
-            sending.cancel()
-            await asyncio.wait({sending})
-            if not sending.cancelled():
-                sending.exception()
-            raise self._error or SessionError("ConnectionError", "the stream ended during a send")
-        if (e := sending.exception()) is not None:
+            if not self._sending[sender] or sender.uncancel() > 0:
+                raise
+            raise self._error or SessionError(
+                "ConnectionError", "the stream ended during a send"
+            ) from None
+        except Exception as e:
             raise session_error(e, self._backend) from None
+        finally:
+            del self._sending[sender]
+
+    def _cut_send(self, pump: asyncio.Future[None]) -> None:
+        """The output side ended: a send still waiting can never complete."""
+        for sender, cut in self._sending.items():
+            if not cut:
+                self._sending[sender] = True
+                sender.cancel()
 
     # -- shutdown ----------------------------------------------------------------------
 
@@ -465,7 +490,7 @@ class BedrockBackend:
         assert self.credentials is not None
         b = self.settings.backend
         if self._eventloop is None:
-            self._eventloop = _AWSCRTEventLoop()
+            self._eventloop = crt_eventloop()
         if self._tls_ctx is None:
             self._tls_ctx = tls_context(self._ca_file)
         transport = _Transport(eventloop=self._eventloop, tls_ctx=self._tls_ctx)
