@@ -186,9 +186,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     bench.add_argument(
         "--concurrent",
-        type=int,
-        metavar="N",
-        help="instead: N conversations at once, real time, over the SDK (see the README)",
+        type=_counts,
+        metavar="N[,N...]",
+        help="instead: N conversations at once, real time, over the SDK; several N: one run "
+        "each and the largest N that stays clean (see the README)",
     )
     bench.add_argument(
         "--concurrent-seconds", type=float, default=75.0, help="length of each (default 75)"
@@ -430,12 +431,28 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _counts(text: str) -> list[int]:
+    """``--concurrent``: one count or several, comma-separated."""
+    try:
+        return [int(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected N or N,N,... (whole numbers), not {text!r}"
+        ) from None
+
+
 def _bench_concurrent(args: argparse.Namespace) -> int:
     from sonic_fsm.bench import concurrent
 
-    if args.concurrent < 1 or args.concurrent_seconds < 20:
+    if min(args.concurrent) < 1 or args.concurrent_seconds < 20:
         raise UsageError("bench: --concurrent must be at least 1, --concurrent-seconds 20 or more")
-    figures = concurrent.run(_load(args), args.concurrent, args.concurrent_seconds)
+    settings = _load(args)
+    if len(args.concurrent) > 1:
+        figures = concurrent.sweep(settings, args.concurrent, args.concurrent_seconds)
+        _write_figures(figures, args.json)
+        return 0 if figures["largest_clean_n"] is not None else 1
+    figures = concurrent.run(settings, args.concurrent[0], args.concurrent_seconds)
+    figures["line"] = concurrent.verdict([figures])["line"]
     _write_figures(figures, args.json)
     return 0 if figures["clean"] == figures["conversations"] else 1
 

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from sonic_fsm import cli
-from sonic_fsm.bench import audio
+from sonic_fsm.bench import audio, concurrent
 
 
 def bench(tmp_path: Path, *args: str) -> dict[str, Any]:
@@ -36,6 +36,7 @@ def test_the_emulator_scenario_answers_every_utterance(tmp_path: Path) -> None:
         (["--scenario", "dashboard", "--seconds", "0"], "--seconds must be above 0"),
         (["--scenario", "load", "--streams", "0"], "--streams and --per-connection must be"),
         (["--scenario", "load", "--stagger", "-1"], "--stagger must be 0 or more"),
+        (["--concurrent", "20,0"], "--concurrent must be at least 1"),
     ],
 )
 def test_a_bad_size_is_one_line(args: list[str], says: str, capsys) -> None:
@@ -91,3 +92,32 @@ def test_the_load_scenario_completes_every_turn(tmp_path: Path, client: str) -> 
     for name in ("transcript", "audio", "final"):
         assert 0 < f[f"utterance_end_to_{name}_ms_p50"] <= f[f"utterance_end_to_{name}_ms_max"]
     assert f["server_cpu_ms_per_turn"] >= 0 and f["client_cpu_seconds"] > 0
+
+
+def _run(n: int, clean: int, p99: float, cores: float) -> dict[str, Any]:
+    return {
+        "conversations": n,
+        "clean": clean,
+        "lateness_ms_p99": p99,
+        "cpu_pct_of_a_core_per_conversation": round(100 * cores / n, 3),
+        "conversations_per_core": round(n / cores, 1),
+        "fits": clean == n and p99 < concurrent.LATENESS_GOAL_MS,
+    }
+
+
+def test_the_concurrent_verdict_is_the_largest_n_that_stays_clean_and_on_time() -> None:
+    runs = [_run(20, 20, 3.0, 0.2), _run(40, 40, 12.0, 0.35), _run(60, 60, 25.0, 0.5),
+            _run(80, 79, 9.0, 0.7)]  # fmt: skip
+    v = concurrent.verdict(runs)
+    assert v["largest_clean_n"] == 40 and v["conversations_per_core"] == 114.3
+    assert "largest clean N: 40" in v["line"] and "114.3 conversations per core" in v["line"]
+    none = concurrent.verdict([_run(60, 60, 25.0, 0.5)])
+    assert none["largest_clean_n"] is None and "no N fits" in none["line"]
+
+
+def test_a_concurrent_list_that_is_not_numbers_is_one_line(capsys) -> None:
+    with pytest.raises(SystemExit) as caught:
+        cli.main(["bench", "--concurrent", "20,x"])
+    assert caught.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "expected N or N,N,..." in err[-1]

@@ -6,7 +6,10 @@ measured here are the conversations' own: what a deployment against Bedrock woul
 Figures: conversations that stayed clean (nothing lost, nothing answered twice, no answer cut
 that the user did not talk over), CPU and memory per conversation, and audio lateness: for
 each captured chunk, how long after its capture time the engine handled it (the event loop's
-backlog; p99 and max over every chunk of every conversation).
+backlog; p99 and max over every chunk of every conversation). A run *fits* when every
+conversation stayed clean and the lateness p99 is under :data:`LATENESS_GOAL_MS`; its
+conversations per core are N over the cores its CPU figure used. Several N in one call
+(:func:`sweep`) report the largest N that fits.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from sonic_fsm.settings import Settings, replace
 
 SPACING_SECONDS = 12.0  # between utterances: the endpointing pause, an answer, a reaction
 STAGGER_SECONDS = 5.0  # the conversations' starts are spread over this
+LATENESS_GOAL_MS = 20.0  # a run fits when its lateness p99 is under this and all are clean
 
 
 class _Timed:
@@ -138,6 +142,8 @@ def run(settings: Settings, n: int, seconds: float = 75.0) -> dict[str, Any]:
     ]
     late_ms = sorted(1000 * x for x in lateness)
     handoffs = [o.conv.metrics().get("handoffs", 0) for o in ones]
+    cores_used = used["cpu"] / used["wall"]
+    p99 = percentile(late_ms, 99)
     return {
         "conversations": n,
         "clean": len(clean),
@@ -148,11 +154,43 @@ def run(settings: Settings, n: int, seconds: float = 75.0) -> dict[str, Any]:
         "cut_without_barge_in": sum(len(s.cut_without_barge_in) for s in scores),
         "handoffs_min": min(handoffs, default=0),
         "wall_seconds": round(used["wall"], 1),
-        "cpu_cores_used": round(used["cpu"] / used["wall"], 3),
-        "cpu_pct_of_a_core_per_conversation": round(100 * used["cpu"] / used["wall"] / n, 3),
+        "cpu_cores_used": round(cores_used, 3),
+        "cpu_pct_of_a_core_per_conversation": round(100 * cores_used / n, 3),
+        "conversations_per_core": round(n / cores_used, 1) if cores_used else None,
+        "fits": len(clean) == n and p99 is not None and p99 < LATENESS_GOAL_MS,
         "memory_mb_per_conversation": round(used["rss"] / n, 2),
         "lateness_ms_p50": percentile(late_ms, 50),
-        "lateness_ms_p99": percentile(late_ms, 99),
+        "lateness_ms_p99": p99,
         "lateness_ms_max": round(late_ms[-1], 3) if late_ms else None,
         "emulator_cpu_seconds": round(server_cpu, 2),
     }
+
+
+def verdict(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The largest N whose run fits (every conversation clean, lateness p99 under the goal),
+    its conversations per core, and one line saying so."""
+    fitting = [r for r in runs if r["fits"]]
+    if not fitting:
+        line = (
+            f"no N fits (all clean, lateness p99 under {LATENESS_GOAL_MS:g} ms) among "
+            + ", ".join(str(r["conversations"]) for r in runs)
+        )
+        return {"largest_clean_n": None, "conversations_per_core": None, "line": line}
+    best = max(fitting, key=lambda r: r["conversations"])
+    line = (
+        f"largest clean N: {best['conversations']} at once in one process "
+        f"(lateness p99 {best['lateness_ms_p99']} ms), "
+        f"{best['cpu_pct_of_a_core_per_conversation']} % of a core each: "
+        f"{best['conversations_per_core']} conversations per core"
+    )
+    return {
+        "largest_clean_n": best["conversations"],
+        "conversations_per_core": best["conversations_per_core"],
+        "line": line,
+    }
+
+
+def sweep(settings: Settings, ns: list[int], seconds: float = 75.0) -> dict[str, Any]:
+    """:func:`run` for each N in turn, and the :func:`verdict` over them."""
+    runs = [run(settings, n, seconds) for n in ns]
+    return {**verdict(runs), "runs": runs}
