@@ -120,14 +120,6 @@ class _Transport(AWSCRTHTTPClient):
 
 
 @functools.cache
-def crt_eventloop() -> _AWSCRTEventLoop:
-    """The CRT's event loop for every backend in the process: one thread (and one host
-    resolver), not two per backend. A server builds a backend per connection; each stream
-    still has its own connection."""
-    return _AWSCRTEventLoop()
-
-
-@functools.cache
 def tls_context(ca_file: str = "") -> Any:
     """The CRT's TLS context: the system's trust store, or only ``ca_file`` when given;
     built once per process for each (reading the trust store blocks for 5 to 15 ms).
@@ -490,7 +482,7 @@ class BedrockBackend:
         assert self.credentials is not None
         b = self.settings.backend
         if self._eventloop is None:
-            self._eventloop = crt_eventloop()
+            self._eventloop = _AWSCRTEventLoop()
         if self._tls_ctx is None:
             self._tls_ctx = tls_context(self._ca_file)
         transport = _Transport(eventloop=self._eventloop, tls_ctx=self._tls_ctx)
