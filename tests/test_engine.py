@@ -112,8 +112,9 @@ def test_the_next_sessions_ready_wait_ends_with_the_current_session() -> None:
 def test_a_frame_reads_the_deadlines_once_per_check_and_next_deadline_reads_that_list(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """The timers are worked out once per check (one before the frame, one after), and
-    next_deadline() / deadlines() answer from the list the last check read, not anew."""
+    """The timers are worked out once for a frame (after it; before it only when the list
+    the last call left has one due), and next_deadline() / deadlines() answer from the
+    list that check read, not anew."""
     engine = started()
     reads = 0
     awaited = timers.awaited
@@ -125,11 +126,13 @@ def test_a_frame_reads_the_deadlines_once_per_check_and_next_deadline_reads_that
 
     monkeypatch.setattr(timers, "awaited", counted)  # one call in each reading of the list
     engine.handle(ev.MicFrame(seq=0, pcm=bytes(2048)), 1.0)
-    assert reads == 2
+    assert reads == 1
     assert engine.next_deadline() == 30.0
     armed = [(30.0, timers.Timer.THRESHOLD), (52.0, timers.Timer.HARD_DEADLINE)]
     assert engine.deadlines() == armed
-    assert reads == 2
+    assert reads == 1
+    engine.handle(ev.MicFrame(seq=1, pcm=bytes(2048)), 30.0)  # the threshold is due first
+    assert engine.state is State.MONITORING
 
 
 def test_a_timer_handled_makes_the_ones_after_it_read_again() -> None:

@@ -127,8 +127,11 @@ class Engine:
         """Handle one worker event at time ``now``; return what the adapters must do."""
         self._advance(now)
         armed = None
-        if self.state is not State.STOPPED:
-            timers.check(self)  # what fell due by ``now`` happened before this event
+        if self.state is not State.STOPPED and any(self.now >= t for t, _ in self._armed):
+            # What fell due by ``now`` happened before this event. The engine has not
+            # changed since its last call and no deadline depends on the time, so the list
+            # that call left says whether anything is due.
+            timers.check(self)
         if self.state is not State.STOPPED:
             self._dispatch(event)
             armed = timers.check(self)
