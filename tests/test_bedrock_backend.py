@@ -628,25 +628,31 @@ class _QuietTransport:
         return []
 
 
+def _session_on(stream: Any) -> Any:
+    """A BedrockSession on a stand-in for the SDK's stream (no connection, no client)."""
+    from sonic_fsm.backends.bedrock import BedrockSession
+
+    return BedrockSession(
+        session_id="s1",
+        client=None,  # type: ignore[arg-type]
+        transport=_QuietTransport(),  # type: ignore[arg-type]
+        stream=stream,
+        open_timeout=5.0,
+        close_timeout=1.0,
+        credentials_expire_at=None,
+        backend=None,
+    )
+
+
 @pytest.mark.parametrize("asked", [0.0, 0.01, 0.03, 0.049])
 @pytest.mark.parametrize("after", [0.06, 0.1, 0.13, 0.2])
 def test_accepted_reports_a_refusal_whenever_it_comes(asked: float, after: float) -> None:
     """accepted() is called ``asked`` s into the wait for the response and the refusal comes
     ``after`` s: whatever the two fall on in the output side's polling, accepted() raises the
     refusal, never returns as if the session were live (a hand-off would then promote it)."""
-    from sonic_fsm.backends.bedrock import BedrockSession
 
     async def main() -> None:
-        session = BedrockSession(
-            session_id="s1",
-            client=None,  # type: ignore[arg-type]
-            transport=_QuietTransport(),  # type: ignore[arg-type]
-            stream=_RefusingStream(after),
-            open_timeout=5.0,
-            close_timeout=1.0,
-            credentials_expire_at=None,
-            backend=None,
-        )
+        session = _session_on(_RefusingStream(after))
         await asyncio.sleep(asked)
         try:
             with pytest.raises(SessionError) as caught:
@@ -681,18 +687,7 @@ class _DyingStream:
 
 
 def _dying_session(after: float) -> Any:
-    from sonic_fsm.backends.bedrock import BedrockSession
-
-    return BedrockSession(
-        session_id="s1",
-        client=None,  # type: ignore[arg-type]
-        transport=_QuietTransport(),  # type: ignore[arg-type]
-        stream=_DyingStream(after),
-        open_timeout=5.0,
-        close_timeout=1.0,
-        credentials_expire_at=None,
-        backend=None,
-    )
+    return _session_on(_DyingStream(after))
 
 
 def test_a_send_stuck_on_a_dead_stream_ends_with_the_streams_error() -> None:
