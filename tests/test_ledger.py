@@ -193,6 +193,18 @@ def test_a_replacement_answering_a_turn_whose_answer_the_user_cut_repeats_it() -
     assert not again.answer_began("s2", 64)  # nobody cut s1's answer: a restart, played
 
 
+def test_a_question_whose_answer_said_nothing_is_heard_again_once() -> None:
+    lg = ledger()
+    lg.opened("s1", 0)
+    speak(lg, [(10, 30)], 57)
+    assert not lg.ask_again("s1", 57)  # no answer in progress
+    lg.answer_began("s1", 57)
+    assert lg.ask_again("s1", 58)  # cut before a word of it sounded
+    lg.opened("s2", lg.replay_from("s1", 58, finished=True))
+    lg.answer_began("s2", 70)
+    assert not lg.ask_again("s2", 71)  # the replacement's answer to it: not again
+
+
 def test_an_answer_to_a_history_turn_proves_nothing_about_the_audio() -> None:
     lg = ledger()
     lg.opened("s2", 0)

@@ -242,26 +242,13 @@ def test_any_timing_of_a_tool_call_against_a_handoff(
     everything_once(talk(lines, latency, faults, late_at=after_answer))
 
 
-@pytest.mark.parametrize(
-    "before",
-    [
-        0.6,
-        0.3,
-        0.1,
-        pytest.param(
-            0.0,
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="the answer begins a frame before the user does and the service "
-                "interrupts it unheard: nothing asks the question again",
-            ),
-        ),
-    ],
-)
+@pytest.mark.parametrize("before", [0.6, 0.3, 0.1, 0.0])
 def test_speaking_as_a_tool_answer_begins_does_not_lose_it(before: float) -> None:
     """The user asks a tool question and, while its result is awaited, starts saying the
     next line ``before`` s before the answer would begin. The answer must not be lost: held
-    back until they stop and then played, or asked for again; the next line is answered too."""
+    back until they stop and then played, or asked for again (0.0: the answer begins a frame
+    before the user does and the service stops it before a word of it sounds: a replacement
+    hears the question again and joins the call); the next line is answered too."""
     alone = talk(tool_lines((5.0, 1, True)), 2.0)
     heard = testsignal.decode_marks(bytes(alone.run.sink.timeline), oracle.OUTPUT_RATE)
     begins = next(m for m in heard if m.kind == "A" and m.number == 1).start

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
 WORDS_PER_SECOND = 2.5  # to tell how much of an answer's text its heard audio carried
 WAIT_LIMIT_SECONDS = 4.0  # an answer begun while the user speaks waits at most this long
+UNHEARD_SECONDS = 0.1  # an answer cut before this much of it sounded said nothing
 
 
 def keep_what_was_heard(eng: Engine, sess: Session) -> None:
@@ -125,6 +126,12 @@ def _on_text(eng: Engine, sess: Session, t: pr.TextOutput) -> None:
 
 def _on_interrupted(eng: Engine, sess: Session) -> None:
     eng.metrics.barge_ins += 1
+    if _cut_unheard(eng, sess):
+        # The user began to speak as the answer began: the service stopped it before a word
+        # of it sounded. Cut here, its question would be lost; a replacement hears it again.
+        eng.emit(fx.FlushPlayback())
+        sessions.replace_current(eng, "its answer was cut before a word of it was heard")
+        return
     # What the user heard of the answer they cut short is part of the conversation:
     # without it a new session would see the question unanswered and answer it again.
     keep_what_was_heard(eng, sess)
@@ -143,6 +150,20 @@ def _on_interrupted(eng: Engine, sess: Session) -> None:
     eng.emit(fx.FlushPlayback())
     sess.pending_speculative = 0
     _turn_done(eng, sess)
+
+
+def _cut_unheard(eng: Engine, sess: Session) -> bool:
+    """The current session's answer was cut before :data:`UNHEARD_SECONDS` of it sounded,
+    while the machine can replace the session (not already switching), and its question has
+    not been asked again before (see :meth:`Ledger.ask_again`)."""
+    heard = eng.playback.heard_seconds(sess.answer_audio or "", eng.now)
+    return (
+        sess.id == eng.current
+        and eng.state in (State.NORMAL, State.MONITORING, State.BUFFERING)
+        and not sess.answer_cut
+        and heard < UNHEARD_SECONDS
+        and eng.ledger.ask_again(sess.id, sess.last_seq)
+    )
 
 
 def _on_audio(eng: Engine, sess: Session, a: pr.AudioOutput) -> None:

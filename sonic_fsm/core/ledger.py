@@ -22,6 +22,8 @@ from what the service *did*:
 - An answer the user cut was given all the same. A replacement sent the turn again before
   the user cut what was left of the failed session's answer **repeats** it when it answers
   that turn: the engine does not play it (the user would hear an answer they stopped).
+- An answer cut before a word of it sounded answered nothing: a replacement hears its speech
+  again (:meth:`Ledger.ask_again`), once per question.
 
 Sans-IO: frame numbers in, decisions out.
 """
@@ -108,6 +110,7 @@ class Ledger:
     entries: list[Entry] = field(default_factory=list)
     accounts: dict[str, Account] = field(default_factory=dict)
     last_level_db: float = -96.0
+    asked_again: int = -1  # the first frame of the speech last heard again (ask_again)
     _quiet: int = 0
 
     @classmethod
@@ -221,6 +224,19 @@ class Ledger:
             since, pending = pending[-1].end or since, []
         start = pending[0].start if pending else heard_to + 1
         return max(since, start - self.preroll_frames)
+
+    def ask_again(self, sid: str, heard_to: int) -> bool:
+        """``sid``'s answer in progress, to speech it had heard, said nothing before it was
+        cut: True when a replacement must hear that speech again, once per question (a
+        replacement whose answer is cut unheard too is not replaced again)."""
+        acct = self.accounts.get(sid)
+        if acct is None or acct.answering is None or acct.answering <= acct.done:
+            return False
+        first = self.replay_from(sid, heard_to, finished=True)
+        if first == self.asked_again:
+            return False
+        self.asked_again = first
+        return True
 
     def _abandoned(self, pending: list[Stretch], heard_to: int) -> bool:
         """Speech long over that no session transcribed: noise to the service."""

@@ -200,6 +200,19 @@ def on_failed(eng: Engine, sid: str, why: str, retryable: bool = True) -> None:
             eng.fire(Trigger.CURRENT_FAILED)
 
 
+def replace_current(eng: Engine, why: str) -> None:
+    """The current session owes an answer it can no longer give: it is replaced as a failed
+    one is, the replacement hearing the audio it had not answered, but at once (there is no
+    failure to back off from) and without counting against ``backend.max_retries``."""
+    sid = eng.current or ""
+    close_session(eng, sid, failed=True)  # a call it left behind is joined, as a failed one's
+    eng.say(f"[ASK_AGAIN] {sid} is replaced: {why}")
+    eng.switch.failed = sid
+    if eng.next is None:
+        eng.retries.retry_at = eng.now
+    eng.fire(Trigger.CURRENT_FAILED)
+
+
 def count_failure(eng: Engine, why: str) -> None:
     """One more failure in a row that needs a replacement session. The row starts again once
     a session opened after the last failure has proven itself (:data:`PROVEN_SECONDS`)."""
