@@ -169,6 +169,7 @@ CHOICES: dict[str, tuple[Any, ...]] = {
     "audio.output_sample_rate": (8000, 16000, 24000),
     "backend.kind": ("emulator", "bedrock"),
     "backend.endpointing_sensitivity": ("", "HIGH", "MEDIUM", "LOW"),
+    "backend.transport": ("h2", "crt"),
     "emulator.voice": ("auto", "espeak", "synthetic"),
     "emulator.recogniser": ("auto", "none", "pocketsphinx"),
 }

@@ -48,6 +48,7 @@ from smithy_core.exceptions import CallError, SmithyError, SmithyIdentityError
 from smithy_http.aio.crt import AWSCRTHTTPClient, AWSCRTHTTPClientConfig, _AWSCRTEventLoop
 
 from sonic_fsm import credentials as creds
+from sonic_fsm.backends.h2_transport import H2Transport, ssl_context
 from sonic_fsm.errors import SessionError
 from sonic_fsm.settings import Settings, SettingsError
 
@@ -208,7 +209,7 @@ class BedrockSession:
         *,
         session_id: str,
         client: AsyncBedrockRuntimeClient,
-        transport: _Transport,
+        transport: _Transport | H2Transport,
         stream: Any,
         open_timeout: float,
         close_timeout: float,
@@ -461,7 +462,23 @@ class BedrockBackend:
             )
         return self.credentials
 
-    async def _config(self, transport: _Transport, identity: Any) -> AsyncBedrockRuntimeConfig:
+    def _transport(self) -> _Transport | H2Transport:
+        """A new session's transport: its own connection (so a dying stream takes no other
+        with it), on a TLS context shared by the backend's sessions."""
+        b = self.settings.backend
+        if b.transport == "h2":
+            return H2Transport(
+                ssl_context=ssl_context(self._ca_file), connect_timeout=b.open_timeout_seconds
+            )
+        if self._eventloop is None:
+            self._eventloop = _AWSCRTEventLoop()
+        if self._tls_ctx is None:
+            self._tls_ctx = tls_context(self._ca_file)
+        return _Transport(eventloop=self._eventloop, tls_ctx=self._tls_ctx)
+
+    async def _config(
+        self, transport: _Transport | H2Transport, identity: Any
+    ) -> AsyncBedrockRuntimeConfig:
         b = self.settings.backend
         overrides: dict[str, Any] = {
             "region": b.region,
@@ -481,11 +498,7 @@ class BedrockBackend:
         await self.start()
         assert self.credentials is not None
         b = self.settings.backend
-        if self._eventloop is None:
-            self._eventloop = _AWSCRTEventLoop()
-        if self._tls_ctx is None:
-            self._tls_ctx = tls_context(self._ca_file)
-        transport = _Transport(eventloop=self._eventloop, tls_ctx=self._tls_ctx)
+        transport = self._transport()
         client: AsyncBedrockRuntimeClient | None = None
         try:
             # A fresh key for each session (refreshed when it would expire within a session's

@@ -52,6 +52,7 @@ class Backend:
     )
     endpoint_uri: str = ""
     ca_file: str = ""
+    transport: str = "h2"  # h2 (HTTP/2 on the event loop) | crt (the SDK's CRT client)
     profile: str = ""
     max_tokens: int = 1024
     top_p: float = 0.9
