@@ -2,7 +2,8 @@
 
 The end-to-end tests run the emulator's HTTP/2 + TLS endpoint (SigV4 verified on every
 frame) on its own loop in a thread, and talk to it with aws-sdk-bedrock-runtime 0.12
-exactly as they would talk to Bedrock: same client, same CRT transport, same wire.
+exactly as they would talk to Bedrock: same client, same wire, on each of the backend's two
+transports (``backend.transport``: h2 on the event loop, the default, and the SDK's CRT).
 No AWS, no network beyond loopback.
 """
 
@@ -11,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import os
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -45,6 +48,7 @@ KEY_ID = "AKIDSONICFSMTEST0001"
 SECRET = "emulator-secret-for-tests"
 KEY = EndpointCredentials(access_key_id=KEY_ID, secret_access_key=SECRET)
 PROMPT = "p1"
+TRANSPORT = "h2"  # what client() asks for; set by the ``transport`` fixture
 
 # ---- unit: mapping what the SDK raises -----------------------------------------------
 
@@ -144,8 +148,15 @@ def server_settings() -> Settings:
     return load(None, ["emulator.speed=8.0", "emulator.end_of_speech_ms=300"])
 
 
+@pytest.fixture(params=["h2", "crt"])
+def transport(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test on an endpoint runs on both of the backend's transports."""
+    monkeypatch.setattr(sys.modules[__name__], "TRANSPORT", request.param)
+    return str(request.param)
+
+
 @pytest.fixture
-def serve(tls: TlsFiles) -> Iterator[Callable[..., ThreadEndpoint]]:
+def serve(tls: TlsFiles, transport: str) -> Iterator[Callable[..., ThreadEndpoint]]:
     """Starts endpoints serving the emulator (with ``faults``); its ``endpoint.backend`` is
     the :class:`LocalBackend`. Each one stopped at the end, if the test did not."""
     with contextlib.ExitStack() as started:
@@ -159,7 +170,13 @@ def serve(tls: TlsFiles) -> Iterator[Callable[..., ThreadEndpoint]]:
 
 def client(served: ThreadEndpoint, secret: str = SECRET, *extra: str) -> BedrockBackend:
     settings = load(
-        None, ["backend.open_timeout_seconds=5", "backend.close_timeout_seconds=5", *extra]
+        None,
+        [
+            "backend.open_timeout_seconds=5",
+            "backend.close_timeout_seconds=5",
+            f"backend.transport={TRANSPORT}",
+            *extra,
+        ],
     )
     return served.bedrock(settings, credentials.static(KEY_ID, secret))[1]
 
@@ -432,11 +449,49 @@ def test_accepted_waits_for_a_slow_start_and_reports_a_refused_one(
     assert err.code == "ThrottlingException"
 
 
+def _threads() -> int:
+    return len(os.listdir("/proc/self/task"))  # native threads too (the CRT's are)
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="counts threads in /proc")
+def test_the_default_transport_sends_and_receives_on_the_event_loop(
+    serve: Any, transport: str
+) -> None:
+    """No thread per backend or session: a frame is written where it is made. (The CRT
+    transport runs an event-loop thread and a resolver thread, and each frame sent or
+    received crosses to and from them.)"""
+    served = serve()
+
+    async def main(stray: Stray) -> int:
+        # The loop's executor (a name lookup may use it, once per open) is not counted.
+        await asyncio.get_running_loop().run_in_executor(None, lambda: None)
+        before = _threads()
+        # The default settings; the test runs once for each transport fixture value, and
+        # its crt run sets the transport to show what the test tells apart.
+        extra = [] if transport == "h2" else ["backend.transport=crt"]
+        backend = served.bedrock(load(None, extra), credentials.static(KEY_ID, SECRET))[1]
+        sessions = [await backend.open(f"s{i}") for i in range(3)]
+        for session in sessions:
+            for event in opening():
+                await session.send(event)
+            await session.accepted()
+        during = _threads()
+        await backend.aclose()
+        return during - before
+
+    if transport == "h2":
+        assert run(main) == 0
+    else:
+        assert run(main) >= 1
+
+
 def test_refused_connection_fails_fast_and_closes_cleanly(
-    tls: TlsFiles, caplog: pytest.LogCaptureFixture
+    tls: TlsFiles, transport: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     async def main(stray: Stray) -> SessionError:
-        settings = load(None, ["backend.endpoint_uri='https://127.0.0.1:9'"])
+        settings = load(
+            None, ["backend.endpoint_uri='https://127.0.0.1:9'", f"backend.transport={transport}"]
+        )
         backend = BedrockBackend(
             settings, credentials=credentials.static(KEY_ID, SECRET), ca_file=str(tls.ca_cert)
         )
@@ -480,7 +535,8 @@ def test_sessions_have_their_own_connections_on_one_tls_context(serve: Any, tls:
         for session in (one, two):
             await session.send(pr.session_start())
         assert one._transport is not two._transport
-        assert one._transport._tls_ctx is two._transport._tls_ctx
+        context = "_ssl" if TRANSPORT == "h2" else "_tls_ctx"
+        assert getattr(one._transport, context) is getattr(two._transport, context)
         await asyncio.gather(one.close(), two.close())
         await backend.aclose()
 
