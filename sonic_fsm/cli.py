@@ -194,6 +194,14 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument(
         "--concurrent-seconds", type=float, default=75.0, help="length of each (default 75)"
     )
+    bench.add_argument(
+        "--concurrent-stagger",
+        type=float,
+        default=None,
+        metavar="S",
+        help="spread the conversations' starts over S seconds (default 5: they all speak, "
+        "are answered and hand off within the same 5 s)",
+    )
     bench.set_defaults(func=cmd_bench)
 
     serve = sub.add_parser("serve", help="the voice server: a browser page, one conversation each")
@@ -446,12 +454,19 @@ def _bench_concurrent(args: argparse.Namespace) -> int:
 
     if min(args.concurrent) < 1 or args.concurrent_seconds < 20:
         raise UsageError("bench: --concurrent must be at least 1, --concurrent-seconds 20 or more")
+    stagger = (
+        concurrent.STAGGER_SECONDS if args.concurrent_stagger is None else args.concurrent_stagger
+    )
+    if not 0 <= stagger <= args.concurrent_seconds / 2:
+        raise UsageError(
+            "bench: --concurrent-stagger must be from 0 to half of --concurrent-seconds"
+        )
     settings = _load(args)
     if len(args.concurrent) > 1:
-        figures = concurrent.sweep(settings, args.concurrent, args.concurrent_seconds)
+        figures = concurrent.sweep(settings, args.concurrent, args.concurrent_seconds, stagger)
         _write_figures(figures, args.json)
         return 0 if figures["largest_clean_n"] is not None else 1
-    figures = concurrent.run(settings, args.concurrent[0], args.concurrent_seconds)
+    figures = concurrent.run(settings, args.concurrent[0], args.concurrent_seconds, stagger)
     figures["line"] = concurrent.verdict([figures])["line"]
     _write_figures(figures, args.json)
     return 0 if figures["clean"] == figures["conversations"] else 1

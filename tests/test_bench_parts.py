@@ -37,6 +37,8 @@ def test_the_emulator_scenario_answers_every_utterance(tmp_path: Path) -> None:
         (["--scenario", "load", "--streams", "0"], "--streams and --per-connection must be"),
         (["--scenario", "load", "--stagger", "-1"], "--stagger must be 0 or more"),
         (["--concurrent", "20,0"], "--concurrent must be at least 1"),
+        (["--concurrent", "20", "--concurrent-stagger", "-1"], "--concurrent-stagger must be"),
+        (["--concurrent", "20", "--concurrent-stagger", "60"], "half of --concurrent-seconds"),
     ],
 )
 def test_a_bad_size_is_one_line(args: list[str], says: str, capsys) -> None:

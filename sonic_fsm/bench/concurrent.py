@@ -96,8 +96,11 @@ class _One:
         return (len(self.sink.timeline) + len(self.source.recorded)) / 1e6
 
 
-def run(settings: Settings, n: int, seconds: float = 75.0) -> dict[str, Any]:
-    """N scored conversations of about ``seconds`` each, at once; returns the figures."""
+def run(
+    settings: Settings, n: int, seconds: float = 75.0, stagger: float = STAGGER_SECONDS
+) -> dict[str, Any]:
+    """N scored conversations of about ``seconds`` each, at once (their starts spread over
+    ``stagger`` seconds); returns the figures."""
     from sonic_fsm.local_endpoint import as_process
 
     short = replace(settings, **REALTIME_OVERRIDES)
@@ -111,7 +114,7 @@ def run(settings: Settings, n: int, seconds: float = 75.0) -> dict[str, Any]:
             peak = {"rss": 0.0}
 
             async def start(i: int, one: _One) -> None:
-                await asyncio.sleep(STAGGER_SECONDS * i / max(1, n))
+                await asyncio.sleep(stagger * i / max(1, n))
                 await one.conv.run()
 
             async def sample() -> None:
@@ -146,6 +149,7 @@ def run(settings: Settings, n: int, seconds: float = 75.0) -> dict[str, Any]:
     p99 = percentile(late_ms, 99)
     return {
         "conversations": n,
+        "stagger_seconds": stagger,
         "clean": len(clean),
         "utterances_spoken": sum(s.spoken for s in scores),
         "utterances_lost": sum(len(s.lost) for s in scores),
@@ -190,7 +194,9 @@ def verdict(runs: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def sweep(settings: Settings, ns: list[int], seconds: float = 75.0) -> dict[str, Any]:
+def sweep(
+    settings: Settings, ns: list[int], seconds: float = 75.0, stagger: float = STAGGER_SECONDS
+) -> dict[str, Any]:
     """:func:`run` for each N in turn, and the :func:`verdict` over them."""
-    runs = [run(settings, n, seconds) for n in ns]
+    runs = [run(settings, n, seconds, stagger) for n in ns]
     return {**verdict(runs), "runs": runs}
