@@ -8,8 +8,10 @@ sonic-fsm sees is the small :mod:`sonic_fsm.core.backend` protocol: dicts in, di
 
 Facts this module is built on (see ``nova-sonic-protocol.md`` section 2 and 3):
 
-- the transport is the CRT client with HTTP/2 forced; the aiohttp default raises
-  ``UnsupportedTransportError``, and without forcing HTTP/2 a plain endpoint hangs;
+- the transport must stream both ways (the aiohttp default raises
+  ``UnsupportedTransportError``): by default it is :mod:`sonic_fsm.backends.h2_transport`,
+  HTTP/2 on the event loop; ``backend.transport = "crt"`` takes the CRT client with HTTP/2
+  forced (without forcing it, a plain endpoint hangs), whose I/O runs on its own thread;
 - ``invoke_model_with_bidirectional_stream`` returns before the connection is made: a dead
   endpoint or an untrusted certificate only shows when the output is awaited, so the
   open timeout is applied there (without blocking sends: the service may wait for the
